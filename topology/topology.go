@@ -1,0 +1,461 @@
+// Package topology reads and validates the lab's single source of truth:
+// networks, hosts, roles, ports, users, streams, validity periods and timings.
+package topology
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/choria-io/tokens"
+)
+
+//go:embed topology.json
+var embedded []byte
+
+// Role names. Every host has exactly one.
+const (
+	RoleBroker      = "broker"
+	RoleProvisioner = "provisioner"
+	RoleAAA         = "aaa"
+	RoleReplicator  = "replicator"
+	RoleNATS        = "nats"
+	RolePlugins     = "plugins"
+	RoleClient      = "client"
+	RoleServer      = "server"
+)
+
+// Roles lists every role in start-up order.
+func Roles() []string {
+	return []string{RoleBroker, RoleNATS, RolePlugins, RoleProvisioner, RoleAAA, RoleReplicator, RoleClient, RoleServer}
+}
+
+// Timing profile names.
+const (
+	TimingsLab       = "lab"
+	TimingsReference = "reference"
+)
+
+// Topology is the whole lab description.
+type Topology struct {
+	Domain       string             `json:"domain"`
+	Organisation string             `json:"organisation"`
+	Collective   string             `json:"collective"`
+	IssuerName   string             `json:"issuer_name"`
+	Networks     []Network          `json:"networks"`
+	Hosts        []Host             `json:"hosts"`
+	Servers      ServerPool         `json:"servers"`
+	Roles        map[string]Role    `json:"roles"`
+	Ports        Ports              `json:"ports"`
+	Users        []User             `json:"users"`
+	Streams      Streams            `json:"streams"`
+	Validity     Validity           `json:"validity"`
+	Timings      map[string]Timings `json:"timings"`
+}
+
+// Network is one of the lab's networks.
+type Network struct {
+	Name   string       `json:"name"`
+	Subnet netip.Prefix `json:"subnet"`
+}
+
+// Host is a fixed host; servers are generated from ServerPool.
+type Host struct {
+	Name      string                `json:"name"`
+	Role      string                `json:"role"`
+	Addresses map[string]netip.Addr `json:"addresses"`
+}
+
+// ServerPool describes the managed servers, numbered from 1.
+type ServerPool struct {
+	NamePrefix   string     `json:"name_prefix"`
+	Count        int        `json:"count"`
+	Network      string     `json:"network"`
+	FirstAddress netip.Addr `json:"first_address"`
+}
+
+// Role holds the absolute paths a role sees on its host, identical in every backend.
+type Role struct {
+	ConfigDir string `json:"config_dir"`
+	StateDir  string `json:"state_dir"`
+}
+
+// Ports used by the lab's services.
+type Ports struct {
+	BrokerClient       int `json:"broker_client"`
+	BrokerCluster      int `json:"broker_cluster"`
+	BrokerStats        int `json:"broker_stats"`
+	AAALogin           int `json:"aaa_login"`
+	AAAMonitor         int `json:"aaa_monitor"`
+	ReplicatorMonitor  int `json:"replicator_monitor"`
+	ProvisionerMonitor int `json:"provisioner_monitor"`
+	NATSClient         int `json:"nats_client"`
+	NATSMonitor        int `json:"nats_monitor"`
+	PluginsHTTP        int `json:"plugins_http"`
+}
+
+// User is an AAA service login.
+type User struct {
+	Name              string          `json:"name"`
+	BrokerPermissions map[string]bool `json:"broker_permissions"`
+	OPAPolicy         string          `json:"opa_policy,omitempty"`
+}
+
+// ClientPermissions decodes the user's broker permissions with the token
+// library's own field names, so a misspelt permission is an error, not a no-op.
+func (u User) ClientPermissions() (*tokens.ClientPermissions, error) {
+	b, err := json.Marshal(u.BrokerPermissions)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p tokens.ClientPermissions
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("user %q broker_permissions: %w", u.Name, err)
+	}
+	return &p, nil
+}
+
+// Stream describes a Choria Streams stream.
+type Stream struct {
+	Name     string   `json:"name"`
+	Subjects []string `json:"subjects"`
+}
+
+// Streams names the streams, buckets and subjects the deployment uses.
+type Streams struct {
+	Registration   Stream `json:"registration"`
+	Submission     Stream `json:"submission"`
+	PluginsBucket  string `json:"plugins_bucket"`
+	PluginsKey     string `json:"plugins_key"`
+	ReplicatorName string `json:"replicator_name"`
+	MonitorSubject string `json:"monitor_subject"`
+}
+
+// Validity periods of issued credentials.
+type Validity struct {
+	Signers           Duration `json:"signers"`
+	BrokerToken       Duration `json:"broker_token"`
+	ProvisioningToken Duration `json:"provisioning_token"`
+	ServerToken       Duration `json:"server_token"`
+	TLSCertificate    Duration `json:"tls_certificate"`
+	UserLogin         Duration `json:"user_login"`
+	MaxSigning        Duration `json:"max_signing"`
+}
+
+// Timings are the intervals of one timing profile.
+type Timings struct {
+	RegistrationInterval  Duration `json:"registration_interval"`
+	StatusInterval        Duration `json:"status_interval"`
+	FactsInterval         Duration `json:"facts_interval"`
+	PluginsInterval       Duration `json:"plugins_interval"`
+	PluginsManageInterval Duration `json:"plugins_manage_interval"`
+	PluginsPollInterval   Duration `json:"plugins_poll_interval"`
+	ScoutCheckInterval    Duration `json:"scout_check_interval"`
+	ProvisionerInterval   Duration `json:"provisioner_interval"`
+	ReplicatorHeartbeat   Duration `json:"replicator_heartbeat"`
+}
+
+// Duration is a time.Duration written as a Go duration string.
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// String formats the duration without zero units ("1m", not "1m0s"), as
+// people write them in the upstream programs' configuration files.
+func (d Duration) String() string {
+	s := d.Duration.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Default returns the repository's topology.
+func Default() (*Topology, error) {
+	return Parse(embedded, "built-in topology")
+}
+
+// DefaultJSON returns the repository's topology file as shipped.
+func DefaultJSON() []byte { return bytes.Clone(embedded) }
+
+// Load reads and validates a topology file.
+func Load(path string) (*Topology, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading topology: %w", err)
+	}
+	return Parse(b, path)
+}
+
+// Parse decodes and validates topology JSON; name is used in errors.
+func Parse(b []byte, name string) (*Topology, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var t Topology
+	if err := dec.Decode(&t); err != nil {
+		return nil, fmt.Errorf("topology %s: %w", name, err)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("topology %s: %w", name, err)
+	}
+	return &t, nil
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// labRange is the address block reserved for benchmarking labs (RFC 2544);
+// keeping every lab address inside it means the lab can never shadow a real network.
+var labRange = netip.MustParsePrefix("198.18.0.0/15")
+
+// Validate checks the topology for consistency.
+func (t *Topology) Validate() error {
+	for _, l := range strings.Split(t.Domain, ".") {
+		if !dnsLabel.MatchString(l) {
+			return fmt.Errorf("domain %q is not a valid DNS name", t.Domain)
+		}
+	}
+	for field, v := range map[string]string{"organisation": t.Organisation, "collective": t.Collective, "issuer_name": t.IssuerName} {
+		if !dnsLabel.MatchString(v) {
+			return fmt.Errorf("%s %q must be a lower-case name", field, v)
+		}
+	}
+
+	nets := map[string]Network{}
+	for _, n := range t.Networks {
+		if !n.Subnet.IsValid() {
+			return fmt.Errorf("network %q has no subnet", n.Name)
+		}
+		if _, dup := nets[n.Name]; dup {
+			return fmt.Errorf("network %q is declared twice", n.Name)
+		}
+		if !n.Subnet.Addr().Is4() || !labRange.Contains(n.Subnet.Addr()) || n.Subnet.Bits() < labRange.Bits() {
+			return fmt.Errorf("network %q subnet %s is outside the lab range %s", n.Name, n.Subnet, labRange)
+		}
+		for _, o := range nets {
+			if o.Subnet.Overlaps(n.Subnet) {
+				return fmt.Errorf("networks %q and %q overlap", o.Name, n.Name)
+			}
+		}
+		nets[n.Name] = n
+	}
+	if len(nets) == 0 {
+		return fmt.Errorf("no networks")
+	}
+
+	for _, r := range Roles() {
+		paths, ok := t.Roles[r]
+		if !ok {
+			return fmt.Errorf("role %q has no paths in roles", r)
+		}
+		if !strings.HasPrefix(paths.ConfigDir, "/") || !strings.HasPrefix(paths.StateDir, "/") {
+			return fmt.Errorf("role %q: config_dir and state_dir must be absolute paths", r)
+		}
+	}
+	for r := range t.Roles {
+		if !isRole(r) {
+			return fmt.Errorf("unknown role %q in roles (known: %s)", r, strings.Join(Roles(), ", "))
+		}
+	}
+
+	seenAddr := map[netip.Addr]string{}
+	seenName := map[string]bool{}
+	roleCount := map[string]int{}
+	for _, h := range t.AllHosts() {
+		if !dnsLabel.MatchString(h.Name) {
+			return fmt.Errorf("host name %q is not a valid DNS label", h.Name)
+		}
+		if seenName[h.Name] {
+			return fmt.Errorf("host %q is declared twice", h.Name)
+		}
+		seenName[h.Name] = true
+		if !isRole(h.Role) {
+			return fmt.Errorf("host %q has unknown role %q (known: %s)", h.Name, h.Role, strings.Join(Roles(), ", "))
+		}
+		roleCount[h.Role]++
+		if len(h.Addresses) == 0 {
+			return fmt.Errorf("host %q is on no network", h.Name)
+		}
+		for net, a := range h.Addresses {
+			n, ok := nets[net]
+			if !ok {
+				return fmt.Errorf("host %q is on unknown network %q", h.Name, net)
+			}
+			if !n.Subnet.Contains(a) || a == n.Subnet.Masked().Addr() {
+				return fmt.Errorf("host %q address %s is not a host address of network %q (%s)", h.Name, a, net, n.Subnet)
+			}
+			if other, dup := seenAddr[a]; dup {
+				return fmt.Errorf("hosts %q and %q share address %s", other, h.Name, a)
+			}
+			seenAddr[a] = h.Name
+		}
+	}
+	for _, r := range Roles() {
+		if r != RoleServer && roleCount[r] != 1 {
+			return fmt.Errorf("role %q must have exactly one host, has %d", r, roleCount[r])
+		}
+	}
+	if t.Servers.Count < 1 {
+		return fmt.Errorf("servers.count must be at least 1")
+	}
+
+	for _, u := range t.Users {
+		if !dnsLabel.MatchString(u.Name) {
+			return fmt.Errorf("user name %q must be a lower-case name", u.Name)
+		}
+		if _, err := u.ClientPermissions(); err != nil {
+			return err
+		}
+	}
+	if len(t.Users) == 0 {
+		return fmt.Errorf("no users")
+	}
+
+	for name, d := range map[string]Duration{
+		"validity.signers": t.Validity.Signers, "validity.broker_token": t.Validity.BrokerToken,
+		"validity.provisioning_token": t.Validity.ProvisioningToken, "validity.server_token": t.Validity.ServerToken,
+		"validity.tls_certificate": t.Validity.TLSCertificate, "validity.user_login": t.Validity.UserLogin,
+		"validity.max_signing": t.Validity.MaxSigning,
+	} {
+		if d.Duration <= 0 {
+			return fmt.Errorf("%s must be a positive duration", name)
+		}
+	}
+	for _, p := range []string{TimingsLab, TimingsReference} {
+		tm, ok := t.Timings[p]
+		if !ok {
+			return fmt.Errorf("timings profile %q is missing", p)
+		}
+		if tm.ProvisionerInterval.Duration < time.Minute {
+			// choria-provisioner refuses anything shorter
+			return fmt.Errorf("timings.%s.provisioner_interval must be at least 1m", p)
+		}
+	}
+	return nil
+}
+
+func isRole(r string) bool {
+	for _, k := range Roles() {
+		if k == r {
+			return true
+		}
+	}
+	return false
+}
+
+// FQDN is a host's fully qualified name.
+func (t *Topology) FQDN(host string) string { return host + "." + t.Domain }
+
+// ServerName is the host name of server i, counting from 1.
+func (t *Topology) ServerName(i int) string { return fmt.Sprintf("%s%d", t.Servers.NamePrefix, i) }
+
+// WithServers returns a copy with a different server count, validated.
+func (t *Topology) WithServers(n int) (*Topology, error) {
+	c := *t
+	c.Servers.Count = n
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// AllHosts returns the fixed hosts followed by the generated servers.
+func (t *Topology) AllHosts() []Host {
+	hosts := append([]Host(nil), t.Hosts...)
+	a := t.Servers.FirstAddress
+	for i := 1; i <= t.Servers.Count; i++ {
+		hosts = append(hosts, Host{Name: t.ServerName(i), Role: RoleServer, Addresses: map[string]netip.Addr{t.Servers.Network: a}})
+		a = a.Next()
+	}
+	return hosts
+}
+
+// HostByRole returns the single host with role r; servers have several, so use AllHosts for them.
+func (t *Topology) HostByRole(r string) (Host, error) {
+	for _, h := range t.Hosts {
+		if h.Role == r {
+			return h, nil
+		}
+	}
+	return Host{}, fmt.Errorf("no host has role %q", r)
+}
+
+// MustHost is HostByRole for roles Validate guarantees to exist.
+func (t *Topology) MustHost(r string) Host {
+	h, err := t.HostByRole(r)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// NetworkNames returns the network names in declaration order.
+func (t *Topology) NetworkNames() []string {
+	names := make([]string, 0, len(t.Networks))
+	for _, n := range t.Networks {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
+// SortedNetworks returns a host's networks sorted by name.
+func (h Host) SortedNetworks() []string {
+	names := make([]string, 0, len(h.Addresses))
+	for n := range h.Addresses {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// BrokerURL is the NATS URL servers and services use to reach the broker.
+func (t *Topology) BrokerURL() string {
+	return fmt.Sprintf("nats://%s:%d", t.FQDN(t.MustHost(RoleBroker).Name), t.Ports.BrokerClient)
+}
+
+// NATSURL is the URL of the standalone NATS server.
+func (t *Topology) NATSURL() string {
+	return fmt.Sprintf("nats://%s:%d", t.FQDN(t.MustHost(RoleNATS).Name), t.Ports.NATSClient)
+}
+
+// Timing returns the named timing profile.
+func (t *Topology) Timing(profile string) (Timings, error) {
+	tm, ok := t.Timings[profile]
+	if !ok {
+		return Timings{}, fmt.Errorf("unknown timings profile %q (known: %s, %s)", profile, TimingsLab, TimingsReference)
+	}
+	return tm, nil
+}
+
+// UserNames lists the AAA users in declaration order.
+func (t *Topology) UserNames() []string {
+	names := make([]string, 0, len(t.Users))
+	for _, u := range t.Users {
+		names = append(names, u.Name)
+	}
+	return names
+}

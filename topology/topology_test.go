@@ -1,0 +1,161 @@
+package topology
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/choria-io/go-choria/providers/agent/mcorpc"
+	"github.com/choria-io/tokens"
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultTopology(t *testing.T) {
+	topo, err := Default()
+	require.NoError(t, err)
+
+	assert.Equal(t, []string{"choria.servers", "choria.broker", "choria.clients", "nats"}, topo.NetworkNames())
+	hosts := topo.AllHosts()
+	assert.Len(t, hosts, 7+10)
+	assert.Equal(t, "server1", hosts[7].Name)
+	assert.Equal(t, netip.MustParseAddr("198.18.1.10"), hosts[16].Addresses["choria.servers"])
+	assert.Equal(t, "server10.choria.local", topo.FQDN(hosts[16].Name))
+	assert.Equal(t, "nats://broker.choria.local:4222", topo.BrokerURL())
+	assert.Equal(t, "nats://nats.choria.local:4222", topo.NATSURL())
+
+	// the reference's isolation: the client shares no network with any server,
+	// and the NATS host shares one only with the replicator
+	shares := func(a, b Host) bool {
+		for n := range a.Addresses {
+			if _, ok := b.Addresses[n]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	client := topo.MustHost(RoleClient)
+	nats := topo.MustHost(RoleNATS)
+	for _, h := range hosts {
+		if h.Role == RoleServer {
+			assert.False(t, shares(client, h), "client shares a network with %s", h.Name)
+		}
+		if h.Name != nats.Name {
+			assert.Equal(t, h.Role == RoleReplicator, shares(nats, h), "nats and %s", h.Name)
+		}
+	}
+	assert.True(t, shares(client, topo.MustHost(RoleBroker)))
+	assert.True(t, shares(client, topo.MustHost(RoleAAA)))
+
+	big, err := topo.WithServers(500)
+	require.NoError(t, err)
+	assert.Len(t, big.AllHosts(), 507)
+	_, err = topo.WithServers(5000)
+	assert.ErrorContains(t, err, "is not a host address of network")
+	assert.Equal(t, 10, topo.Servers.Count, "WithServers must not change the original")
+}
+
+func TestUserPermissionsMatchTheReference(t *testing.T) {
+	topo, err := Default()
+	require.NoError(t, err)
+	perms := map[string]tokens.ClientPermissions{}
+	for _, u := range topo.Users {
+		p, err := u.ClientPermissions()
+		require.NoError(t, err)
+		perms[u.Name] = *p
+	}
+	assert.Equal(t, map[string]tokens.ClientPermissions{
+		"admin":   {OrgAdmin: true, SystemUser: true, SignedFleetManagement: true},
+		"streams": {StreamsAdmin: true},
+		"choria":  {SignedFleetManagement: true, EventsViewer: true},
+	}, perms)
+}
+
+// The servers evaluate the users' policies with go-choria's own OPA code, so
+// the policies are tested with it.
+func TestOPAPoliciesAsServersEvaluateThem(t *testing.T) {
+	topo, err := Default()
+	require.NoError(t, err)
+	policy := map[string]string{}
+	for _, u := range topo.Users {
+		policy[u.Name] = u.OPAPolicy
+	}
+	assert.Empty(t, policy["streams"], "the streams user manages no fleet")
+
+	log := logrus.NewEntry(logrus.New())
+	allowed := func(user, agent, action string) bool {
+		t.Helper()
+		claims, err := tokens.NewClientIDClaims("up="+user, nil, "choria", nil, policy[user], "", 3600e9, &tokens.ClientPermissions{SignedFleetManagement: true}, nil)
+		require.NoError(t, err)
+		req := &mcorpc.Request{Agent: agent, Action: action, Data: json.RawMessage(`{"token":"x"}`), CallerID: "up=" + user, Collective: "choria"}
+		ok, err := mcorpc.EvaluateOpenPolicyAgentPolicy(req, policy[user], claims, "server", log)
+		require.NoError(t, err, "policy of %s", user)
+		return ok
+	}
+	assert.True(t, allowed("admin", "choria_provision", "restart"))
+	assert.True(t, allowed("admin", "rpcutil", "ping"))
+	assert.False(t, allowed("choria", "choria_provision", "restart"))
+	assert.False(t, allowed("choria", "choria_provision", "reprovision"))
+	assert.True(t, allowed("choria", "rpcutil", "ping"))
+	assert.True(t, allowed("choria", "requests", "request"))
+	assert.True(t, allowed("choria", "choria_util", "info"))
+}
+
+func TestValidationErrors(t *testing.T) {
+	base := string(DefaultJSON())
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"unknown field", `"domain"`, `"domian": "x", "domain"`, `unknown field "domian"`},
+		{"unknown host role", `"role": "plugins"`, `"role": "webserver"`, `unknown role "webserver"`},
+		{"missing role", `"role": "plugins"`, `"role": "client"`, `role "plugins" must have exactly one host, has 0`},
+		{"overlapping networks", `"198.18.6.0/24"`, `"198.18.5.0/25"`, `overlap`},
+		{"outside lab range", `"198.18.6.0/24"`, `"10.0.0.0/24"`, `outside the lab range`},
+		{"address outside its network", `"nats": "198.18.6.50"`, `"nats": "198.18.5.50"`, `is not a host address of network "nats"`},
+		{"duplicate address", `"198.18.4.20"`, `"198.18.4.10"`, `share address 198.18.4.10`},
+		{"unknown network", `{ "choria.clients": "198.18.5.70" }`, `{ "clients": "198.18.5.70" }`, `unknown network "clients"`},
+		{"bad permission", `"streams_admin": true`, `"stream_admin": true`, `user "streams" broker_permissions`},
+		{"short provisioner interval", `"provisioner_interval": "1m",
+      "replicator_heartbeat": "5s"`, `"provisioner_interval": "30s",
+      "replicator_heartbeat": "5s"`, `provisioner_interval must be at least 1m`},
+		{"bad duration", `"user_login": "1h"`, `"user_login": "an hour"`, `invalid duration`},
+		{"relative path", `"/etc/aaasvc"`, `"etc/aaasvc"`, `must be absolute`},
+		{"bad host name", `"name": "client"`, `"name": "Client_1"`, `not a valid DNS label`},
+		{"no servers", `"count": 10`, `"count": 0`, `servers.count must be at least 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Contains(t, base, tc.old, "test setup: text to replace")
+			_, err := Parse([]byte(strings.Replace(base, tc.old, tc.new, 1)), "test.json")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Contains(t, err.Error(), "test.json")
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.json"))
+	assert.ErrorContains(t, err, "missing.json")
+
+	f := filepath.Join(t.TempDir(), "t.json")
+	require.NoError(t, os.WriteFile(f, []byte(`{"domain": `), 0o600))
+	_, err = Load(f)
+	assert.ErrorContains(t, err, "t.json")
+
+	require.NoError(t, os.WriteFile(f, DefaultJSON(), 0o600))
+	topo, err := Load(f)
+	require.NoError(t, err)
+	assert.Equal(t, "choria.local", topo.Domain)
+}
+
+func TestDurationFormatting(t *testing.T) {
+	for in, want := range map[string]string{"1m": "1m", "90s": "1m30s", "43800h": "43800h", "2h30m": "2h30m", "10s": "10s"} {
+		var d Duration
+		require.NoError(t, json.Unmarshal([]byte(`"`+in+`"`), &d))
+		assert.Equal(t, want, d.String(), in)
+	}
+}
