@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// buildGather compiles the gatherer into a directory any user may enter, so
+// it can also be run as nobody.
+func buildGather(t *testing.T) (string, string) {
+	t.Helper()
+
+	dir, err := os.MkdirTemp("", "choria-facts-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+
+	bin := filepath.Join(dir, "gather")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build failed: %s", out)
+
+	return bin, dir
+}
+
+func run(cmd *exec.Cmd) (int, string, string) {
+	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func TestGatherAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("gathering needs root")
+	}
+
+	bin, dir := buildGather(t)
+	out := filepath.Join(dir, "facts.json")
+
+	code, stdout, stderr := run(exec.Command(bin, "--output", out))
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Equal(t, "wrote facts to "+out+"\n", stdout)
+
+	dat, err := os.ReadFile(out)
+	require.NoError(t, err)
+	facts := map[string]any{}
+	require.NoError(t, json.Unmarshal(dat, &facts))
+	require.Greater(t, facts["memory"].(map[string]any)["size"], 0.0)
+}
+
+func TestGatherWithoutRoot(t *testing.T) {
+	bin, dir := buildGather(t)
+	out := filepath.Join(dir, "facts.json")
+	require.NoError(t, os.WriteFile(out, []byte(`{"previous":true}`), 0o644))
+	before, err := os.Stat(out)
+	require.NoError(t, err)
+
+	// the machine directory is world writable here so that only the root
+	// check, not file permissions, can stop the gatherer
+	require.NoError(t, os.Chmod(dir, 0o777))
+
+	cmd := exec.Command(bin, "--output", out)
+	if os.Geteuid() == 0 {
+		uid, gid := uint32(65534), uint32(65534)
+		if u, err := user.Lookup("nobody"); err == nil {
+			n, _ := strconv.ParseUint(u.Uid, 10, 32)
+			g, _ := strconv.ParseUint(u.Gid, 10, 32)
+			uid, gid = uint32(n), uint32(g)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	}
+
+	code, stdout, stderr := run(cmd)
+	require.Equal(t, 1, code)
+	require.Empty(t, stdout)
+	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	require.True(t, strings.HasPrefix(stderr, "choria-facts: gathering facts requires root"), stderr)
+
+	dat, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, `{"previous":true}`, string(dat))
+	after, err := os.Stat(out)
+	require.NoError(t, err)
+	require.Equal(t, before.ModTime(), after.ModTime())
+
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "only the binary and the facts file")
+}

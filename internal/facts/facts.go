@@ -1,0 +1,147 @@
+// Package facts gathers system facts with github.com/AstroProfundis/sysinfo
+// and writes them where the Choria server reads its facts file, so
+// inventory, fact reports and -F discovery have data.
+package facts
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/AstroProfundis/sysinfo"
+)
+
+// DefaultOutput is the facts file the provisioned servers are configured with.
+const DefaultOutput = "/etc/choria/facts.json"
+
+// Gatherer collects and writes facts. The fields exist so tests can replace
+// the privileged parts; zero values use the real ones.
+type Gatherer struct {
+	// Collect returns the facts to write, defaults to SysInfo.
+	Collect func() (any, error)
+	// IsRoot reports whether the process may gather, defaults to euid 0.
+	IsRoot func() bool
+}
+
+// SysInfo gathers facts the same way the reference gatherer does.
+func SysInfo() (any, error) {
+	si := &sysinfo.SysInfo{}
+	si.GetSysInfo()
+	return si, nil
+}
+
+func (g Gatherer) collect() (any, error) {
+	if g.Collect != nil {
+		return g.Collect()
+	}
+	return SysInfo()
+}
+
+func (g Gatherer) isRoot() bool {
+	if g.IsRoot != nil {
+		return g.IsRoot()
+	}
+	return os.Geteuid() == 0
+}
+
+// ErrNotRoot is returned when gathering without root; sysinfo needs root to
+// read DMI data and would otherwise produce a partial facts file.
+var ErrNotRoot = errors.New("gathering facts requires root")
+
+// Gather collects facts and writes them atomically to path.
+func (g Gatherer) Gather(path string) error {
+	if !g.isRoot() {
+		return fmt.Errorf("%w, running as uid %d", ErrNotRoot, os.Geteuid())
+	}
+
+	data, err := g.collect()
+	if err != nil {
+		return fmt.Errorf("collecting facts: %w", err)
+	}
+
+	err = WriteJSON(path, data)
+	if err != nil {
+		return fmt.Errorf("writing facts: %w", err)
+	}
+
+	return nil
+}
+
+// WriteJSON writes v as indented JSON to a temporary file in path's
+// directory and renames it over path, so readers see the old or the new
+// facts but never a partial file.
+func WriteJSON(path string, v any) error {
+	j, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding JSON: %w", err)
+	}
+	j = append(j, '\n')
+
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("creating temporary file in %s: %w", dir, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	_, err = tmp.Write(j)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	err = tmp.Sync()
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
+	}
+	// facts are not secret and the server may not run as the same user
+	err = tmp.Chmod(0o644)
+	if err != nil {
+		return fmt.Errorf("setting mode of %s: %w", tmp.Name(), err)
+	}
+	err = tmp.Close()
+	if err != nil {
+		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
+	}
+	err = os.Rename(tmp.Name(), path)
+	if err != nil {
+		return fmt.Errorf("renaming %s to %s: %w", tmp.Name(), path, err)
+	}
+	committed = true
+
+	return nil
+}
+
+// Main is the command line of the gatherer, it returns the exit code.
+func Main(name string, args []string, stdout io.Writer, stderr io.Writer, g Gatherer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	output := fs.String("output", DefaultOutput, "File to write the facts JSON to")
+	err := fs.Parse(args)
+	if err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", name, fs.Args())
+		return 2
+	}
+
+	err = g.Gather(*output)
+	if err != nil {
+		// one line, the exec watcher logs it as the failure reason
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+
+	fmt.Fprintf(stdout, "wrote facts to %s\n", *output)
+
+	return 0
+}
