@@ -1,0 +1,87 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "choria-bootstrap")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+func TestCommand(t *testing.T) {
+	bin := build(t)
+	dir := filepath.Join(t.TempDir(), "creds")
+
+	t.Run("first run prints what it made and no secret", func(t *testing.T) {
+		out, err := exec.Command(bin, "--out", dir).CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "created   issuer/issuer.seed")
+		assert.Contains(t, string(out), filepath.Join(dir, "operator/user-admin.password"))
+		require.NoError(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(p, ".public") || strings.HasSuffix(p, ".crt") {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			for _, line := range strings.Split(string(b), "\n") {
+				if len(line) >= 12 && !strings.HasPrefix(line, "#") {
+					// every secret value is a whole line or follows "= " / ": "
+					for _, v := range []string{line, after(line, "= "), after(line, ": ")} {
+						if len(v) >= 12 {
+							assert.NotContains(t, string(out), v, "output reveals content of %s", p)
+						}
+					}
+				}
+			}
+			return nil
+		}))
+	})
+
+	t.Run("second run changes nothing and says so", func(t *testing.T) {
+		out, err := exec.Command(bin, "--out", dir).CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "kept all 38 files, changed nothing")
+	})
+
+	t.Run("bad topology fails naming the file", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "broken.json")
+		require.NoError(t, os.WriteFile(f, []byte(`{"domain": "choria.local",`), 0o600))
+		target := filepath.Join(t.TempDir(), "never")
+		out, err := exec.Command(bin, "--out", target, "--topology", f).CombinedOutput()
+		require.Error(t, err)
+		assert.Equal(t, 1, err.(*exec.ExitError).ExitCode())
+		assert.Contains(t, string(out), "broken.json")
+		_, serr := os.Stat(target)
+		assert.True(t, os.IsNotExist(serr), "nothing may be created for a bad topology")
+	})
+
+	t.Run("unknown rotation role", func(t *testing.T) {
+		out, err := exec.Command(bin, "--out", dir, "--rotate", "webserver").CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), `unknown role "webserver"`)
+	})
+
+	t.Run("out is required", func(t *testing.T) {
+		out, err := exec.Command(bin).CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), "--out")
+	})
+}
+
+func after(s, sep string) string {
+	if _, v, ok := strings.Cut(s, sep); ok {
+		return strings.Trim(v, `",`)
+	}
+	return ""
+}
