@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
+	"github.com/reproducible-choria/deployment/internal/provhelper"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -223,20 +224,30 @@ func TestChoriaConfigurationsParseUpstream(t *testing.T) {
 func TestServerSettingsParseUpstream(t *testing.T) {
 	topo := defaultTopology(t)
 	out, _ := bootstrap(t, Options{Topology: topo, Timings: topology.TimingsLab})
-	var h helperConfig
-	require.NoError(t, json.Unmarshal(read(t, out, FileHelperConfig), &h))
-	assert.Equal(t, helperConfig{}.Permissions.Streams, false)
+	h, err := provhelper.LoadConfig(filepath.Join(out, FileHelperConfig))
+	require.NoError(t, err)
 	assert.True(t, h.Permissions.Streams && h.Permissions.Submission && h.Permissions.ServiceHost)
-	assert.Equal(t, "43800h", h.TokenValidity)
+	assert.Equal(t, 43800*time.Hour, time.Duration(h.TokenValidity))
 
+	// Answer the real request a v0.16.0 provisioner sent, and write the
+	// configuration as the server does (key=value lines).
+	helper, err := provhelper.New(h, time.Now)
+	require.NoError(t, err)
+	request, err := os.ReadFile("../provhelper/testdata/provisioning-request.json")
+	require.NoError(t, err)
+	reply := helper.Reply(request)
+	require.False(t, reply.Defer, reply.Msg)
 	var b strings.Builder
-	for k, v := range h.Settings {
-		b.WriteString(k + " = " + v + "\n")
+	for k, v := range reply.Configuration {
+		b.WriteString(k + "=" + v + "\n")
 	}
 	f := filepath.Join(t.TempDir(), "server.conf")
 	require.NoError(t, os.WriteFile(f, []byte(b.String()), 0o600))
 	cfg, err := config.NewSystemConfig(f, true)
 	require.NoError(t, err)
+	assert.Equal(t, "s16.choria.local", cfg.Identity)
+	assert.Equal(t, "/etc/choria/server.jwt", cfg.Choria.ChoriaSecurityTokenFile)
+	assert.Equal(t, "/etc/choria/server.seed", cfg.Choria.ChoriaSecuritySeedFile)
 	assert.False(t, cfg.Choria.Provision)
 	assert.Equal(t, []string{"nats://broker.choria.local:4222"}, cfg.Choria.MiddlewareHosts)
 	assert.True(t, cfg.RPCAuthorization)
@@ -260,6 +271,7 @@ func TestServerSettingsParseUpstream(t *testing.T) {
 	for _, k := range []string{"identity", "plugin.security.choria.token_file", "plugin.security.choria.seed_file"} {
 		assert.NotContains(t, h.Settings, k, "per-server settings are the helper's to add")
 	}
+	assert.Equal(t, time.Now().Add(43800*time.Hour).Unix(), reply.ServerClaims.ExpiresAt, "absolute expiry")
 }
 
 func TestServiceConfigurations(t *testing.T) {
@@ -298,8 +310,8 @@ func TestServiceConfigurations(t *testing.T) {
 	assert.Equal(t, "choria.node_metadata._monitor", sr.Heartbeats.Subjects[0]["subject"])
 
 	var aaa struct {
-		Port     int    `json:"port"`
-		Users    []any  `json:"-"`
+		Port     int                      `json:"port"`
+		Users    []any                    `json:"-"`
 		Auditor  struct{ Logfile string } `json:"logfile_auditor"`
 		Userlist struct {
 			Users []struct {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
+	"github.com/reproducible-choria/deployment/internal/provhelper"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -152,22 +153,18 @@ func (s *state) serverSettings() (*conf, error) {
 	return &c, nil
 }
 
-// helperConfig is what choria-provision-helper reads; it holds no secret.
-type helperConfig struct {
-	Settings      map[string]string        `json:"settings"`
-	Permissions   tokens.ServerPermissions `json:"permissions"`
-	TokenValidity string                   `json:"token_validity"`
-}
-
 func (s *state) renderHelper() ([]byte, error) {
 	c, err := s.serverSettings()
 	if err != nil {
 		return nil, err
 	}
-	h := helperConfig{
+	h := provhelper.Config{
 		Settings:      c.settings(),
-		Permissions:   tokens.ServerPermissions{Streams: true, Submission: true, ServiceHost: true},
-		TokenValidity: s.topo.Validity.ServerToken.String(),
+		Permissions:   provhelper.ServerPermissions{Streams: true, Submission: true, ServiceHost: true},
+		TokenValidity: provhelper.Duration(s.topo.Validity.ServerToken.Duration),
+	}
+	if err := h.Validate(); err != nil {
+		return nil, fmt.Errorf("provisioning helper configuration: %w", err)
 	}
 	return jsonBytes(h)
 }
