@@ -345,6 +345,11 @@ func (t *Topology) Validate() error {
 			return fmt.Errorf("%s must be a positive duration", name)
 		}
 	}
+	if t.Validity.ServerToken.Duration > t.Validity.Signers.Duration {
+		// servers' tokens are chained to the provisioner signer, whose
+		// expiry caps theirs: a longer setting would silently not apply
+		return fmt.Errorf("validity.server_token (%s) cannot exceed validity.signers (%s): the provisioner signer's expiry caps the tokens it issues", t.Validity.ServerToken, t.Validity.Signers)
+	}
 	for _, p := range []string{TimingsLab, TimingsReference} {
 		tm, ok := t.Timings[p]
 		if !ok {

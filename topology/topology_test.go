@@ -125,6 +125,7 @@ func TestValidationErrors(t *testing.T) {
 		{"bad duration", `"user_login": "1h"`, `"user_login": "an hour"`, `invalid duration`},
 		{"relative path", `"/etc/aaasvc"`, `"etc/aaasvc"`, `must be absolute`},
 		{"bad host name", `"name": "client"`, `"name": "Client_1"`, `not a valid DNS label`},
+		{"server tokens outliving their issuer", `"server_token": "8760h"`, `"server_token": "43800h"`, `cannot exceed validity.signers`},
 		{"no servers", `"count": 10`, `"count": 0`, `servers.count must be at least 1`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
