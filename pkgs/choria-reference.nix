@@ -16,6 +16,7 @@ let
   commands = [
     "choria-bootstrap"
     "choria-facts"
+    "choria-plugin-pack"
     "choria-provision-helper"
     "requests"
   ];
