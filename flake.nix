@@ -15,6 +15,17 @@
       ];
 
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # Our Go programs and the upstream programs, pinned and built from
+      # source. (Also in overlays.default, for the NixOS modules' defaults.)
+      upstreamPackages = pkgs: {
+        choria = pkgs.callPackage ./pkgs/choria.nix {
+          mkGoModuleProxy = pkgs.callPackage ./pkgs/go-module-proxy.nix { };
+        };
+        choria-provisioner = pkgs.callPackage ./pkgs/choria-provisioner.nix { };
+        aaasvc = pkgs.callPackage ./pkgs/aaasvc.nix { };
+        stream-replicator = pkgs.callPackage ./pkgs/stream-replicator.nix { };
+      };
     in
     {
       packages = forAllSystems (
@@ -26,6 +37,7 @@
           inherit choria-reference;
           default = choria-reference;
         }
+        // upstreamPackages pkgs
       );
 
       devShells = forAllSystems (pkgs: {
