@@ -42,7 +42,7 @@
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
-          packages = [
+          packages = lib.attrValues (upstreamPackages pkgs) ++ [
             pkgs.go
             pkgs.gopls
             pkgs.nats-server
@@ -73,7 +73,97 @@
           '';
       });
 
-      nixosModules = { };
+      # One module per role, usable on their own, each defaulting its
+      # package to this flake's; `lab` composes them from the topology.
+      # The `key` lets a configuration import a role module and `lab`.
+      nixosModules =
+        let
+          withPackages =
+            name: file: defaults:
+            { pkgs, ... }:
+            {
+              key = "choria-reference#nixosModules.${name}";
+              imports = lib.toList file;
+              config = defaults self.packages.${pkgs.stdenv.hostPlatform.system};
+            };
+        in
+        {
+          choria-broker = withPackages "choria-broker" ./nix/modules/choria-broker.nix (p: {
+            services.choria-broker.package = lib.mkDefault p.choria;
+          });
+          choria-server = withPackages "choria-server" ./nix/modules/choria-server.nix (p: {
+            services.choria-server.package = lib.mkDefault p.choria;
+          });
+          choria-provisioner = withPackages "choria-provisioner" ./nix/modules/choria-provisioner.nix (p: {
+            services.choria-provisioner.package = lib.mkDefault p.choria-provisioner;
+          });
+          choria-aaasvc = withPackages "choria-aaasvc" ./nix/modules/choria-aaasvc.nix (p: {
+            services.choria-aaasvc.package = lib.mkDefault p.aaasvc;
+          });
+          choria-stream-replicator =
+            withPackages "choria-stream-replicator" ./nix/modules/choria-stream-replicator.nix
+              (p: {
+                services.choria-stream-replicator.package = lib.mkDefault p.stream-replicator;
+              });
+          choria-client = withPackages "choria-client" ./nix/modules/choria-client.nix (p: {
+            programs.choria.package = lib.mkDefault p.choria;
+          });
+          # Serves with nixpkgs' darkhttpd.
+          choria-plugins-webserver = ./nix/modules/choria-plugins-webserver.nix;
+          lab = withPackages "lab" [
+            ./nix/modules/lab.nix
+            self.nixosModules.choria-broker
+            self.nixosModules.choria-server
+            self.nixosModules.choria-provisioner
+            self.nixosModules.choria-aaasvc
+            self.nixosModules.choria-stream-replicator
+            self.nixosModules.choria-client
+            self.nixosModules.choria-plugins-webserver
+          ] (p: {
+            services.choria-lab.package = lib.mkDefault p.choria-reference;
+          });
+        };
+
+      # The packages, for the modules' defaults in a nixpkgs of one's own.
+      overlays.default = final: _prev: upstreamPackages final;
+
+      # `nix build .#images.<role>`, then `./result | docker load`. Nested,
+      # so not under packages (whose values must all be derivations).
+      legacyPackages = forAllSystems (pkgs: {
+        images = pkgs.callPackage ./nix/images.nix {
+          inherit (self.packages.${pkgs.stdenv.hostPlatform.system})
+            choria
+            choria-provisioner
+            aaasvc
+            stream-replicator
+            choria-reference
+            ;
+          inherit (self.lib) topology;
+        };
+      });
+
+      # `nix run .#lab`: the namespace lab with the upstream programs.
+      apps = forAllSystems (
+        pkgs:
+        let
+          lab = pkgs.callPackage ./pkgs/choria-lab.nix {
+            inherit (self.packages.${pkgs.stdenv.hostPlatform.system})
+              choria
+              choria-provisioner
+              aaasvc
+              stream-replicator
+              choria-reference
+              ;
+          };
+        in
+        {
+          lab = {
+            type = "app";
+            program = lib.getExe lab;
+            meta.description = lab.meta.description;
+          };
+        }
+      );
 
       # The lab's facts, the same file the Go programs embed.
       lib.topology = lib.importJSON ./topology/topology.json;

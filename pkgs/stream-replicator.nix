@@ -5,14 +5,18 @@
   fetchFromGitHub,
 }:
 
-buildGoModule rec {
-  pname = "stream-replicator";
+let
   version = "0.9.0";
+  rev = "d749631676fe6c4d47d5bb8713bd327c8ed53687"; # tag v0.9.0
+in
+buildGoModule {
+  pname = "stream-replicator";
+  inherit version;
 
   src = fetchFromGitHub {
     owner = "choria-io";
     repo = "stream-replicator";
-    rev = "d749631676fe6c4d47d5bb8713bd327c8ed53687"; # tag v0.9.0
+    inherit rev;
     hash = "sha256-AFLcdHQxf2RH0Z9lWsrovr5SuJGSKMpo9RvvdNr4UEw=";
   };
 
@@ -25,7 +29,7 @@ buildGoModule rec {
   ldflags = [
     "-w"
     "-X github.com/choria-io/stream-replicator/cmd.version=${version}"
-    "-X github.com/choria-io/stream-replicator/cmd.sha=${src.rev}"
+    "-X github.com/choria-io/stream-replicator/cmd.sha=${rev}"
   ];
 
   # The tests need NATS servers.

@@ -1,0 +1,197 @@
+# The Choria Broker: `choria broker run`, the NATS-based network with
+# Choria Streams, the provisioning listener and the registration adapter.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.choria-broker;
+  common = import ./lib.nix { inherit lib pkgs; };
+  inherit (lib) types;
+
+  runtimeConfig = "/run/choria-broker/broker.conf";
+  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+
+  renderConfig = pkgs.writeShellScript "choria-broker-config" (
+    common.renderChoria {
+      name = "broker.conf";
+      inherit (cfg) settings;
+      files = { inherit (cfg) credentialFiles secretFiles; };
+      output = runtimeConfig;
+    }
+  );
+
+  issuerKey = "plugin.security.issuer.${cfg.settings."plugin.security.issuer.names"}.public";
+in
+{
+  options.services.choria-broker = {
+    enable = lib.mkEnableOption "the Choria Broker";
+
+    package = lib.mkPackageOption pkgs "choria" { };
+
+    settings = lib.mkOption {
+      default = { };
+      description = ''
+        Broker configuration, written as `key = value` lines. See
+        <https://choria.io/docs/configuration/broker/> and
+        `choria tool config`. Secrets belong in {option}`secretFiles` and
+        {option}`credentialFiles`, or the options that fill them.
+      '';
+      example = {
+        "plugin.choria.network.peers" = "nats://broker1:5222,nats://broker2:5222";
+      };
+      type = types.submodule {
+        freeformType = common.choriaFormat.type;
+        options = {
+          identity = lib.mkOption {
+            type = types.str;
+            default = config.networking.fqdnOrHostName;
+            defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
+            description = "The broker's identity; it must match the name in its token.";
+          };
+          loglevel = lib.mkOption {
+            type = types.enum [
+              "debug"
+              "info"
+              "warn"
+              "error"
+              "fatal"
+            ];
+            default = "info";
+            description = "Log level.";
+          };
+          "plugin.choria.broker_network" = lib.mkOption {
+            type = types.bool;
+            default = true;
+            description = "Whether to run the network broker.";
+          };
+          "plugin.choria.network.client_port" = lib.mkOption {
+            type = types.port;
+            default = 4222;
+            description = "Port for servers and clients.";
+          };
+          "plugin.choria.network.peer_port" = lib.mkOption {
+            type = types.port;
+            default = 5222;
+            description = "Port for other brokers of a cluster.";
+          };
+          "plugin.choria.stats_port" = lib.mkOption {
+            type = types.port;
+            default = 8222;
+            description = "Port of the monitoring (statistics) endpoint.";
+          };
+          "plugin.choria.network.stream.store" = lib.mkOption {
+            type = types.str;
+            default = "/var/lib/choria-broker/streams";
+            description = "Where Choria Streams keep their data; setting it enables Streams.";
+          };
+          "plugin.security.provider" = lib.mkOption {
+            type = types.str;
+            default = "choria";
+            description = "Security provider; `choria` uses ed25519 seeds and JWTs.";
+          };
+          "plugin.security.issuer.names" = lib.mkOption {
+            type = types.str;
+            default = "choria";
+            description = "Name of the organisation issuer whose tokens are trusted.";
+          };
+        };
+      };
+    };
+
+    inherit (common.fileOptions) credentialFiles secretFiles;
+
+    seedFile = common.mkFileOption "The broker's ed25519 seed (`plugin.security.choria.seed_file`).";
+    tokenFile = common.mkFileOption "The broker's server JWT (`plugin.security.choria.token_file`).";
+    tlsCertificateFile = common.mkFileOption "TLS certificate (`plugin.security.choria.certificate`).";
+    tlsKeyFile = common.mkFileOption "TLS private key (`plugin.security.choria.key`).";
+    issuerPublicKeyFile = common.mkFileOption ''
+      File holding the issuer's public key (hex), read at start: for an
+      issuer made at run time. A key known in advance can go in
+      {option}`settings` as `plugin.security.issuer.<name>.public`.
+    '';
+    systemPasswordFile = common.mkFileOption "Password of the broker's system account (`plugin.choria.network.system.password`).";
+    provisioningPasswordFile = common.mkFileOption "Password the provisioner connects with (`plugin.choria.network.provisioning.client_password`).";
+
+    configFile = lib.mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/etc/choria-broker/broker.conf";
+      description = ''
+        A complete configuration to use instead of {option}`settings`, read
+        by the service user where it is (for example one written by
+        `choria-bootstrap`). It and every file it names must be readable by
+        {option}`user`.
+      '';
+    };
+
+    openFirewall = lib.mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open the client and peer ports in the firewall.";
+    };
+  }
+  // common.userOptions "choria-broker";
+
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        services.choria-broker = {
+          credentialFiles = lib.mkMerge [
+            (lib.mkIf (cfg.seedFile != null) { "plugin.security.choria.seed_file" = cfg.seedFile; })
+            (lib.mkIf (cfg.tokenFile != null) { "plugin.security.choria.token_file" = cfg.tokenFile; })
+            (lib.mkIf (cfg.tlsCertificateFile != null) {
+              "plugin.security.choria.certificate" = cfg.tlsCertificateFile;
+            })
+            (lib.mkIf (cfg.tlsKeyFile != null) { "plugin.security.choria.key" = cfg.tlsKeyFile; })
+          ];
+          secretFiles = lib.mkMerge [
+            (lib.mkIf (cfg.issuerPublicKeyFile != null) { ${issuerKey} = cfg.issuerPublicKeyFile; })
+            (lib.mkIf (cfg.systemPasswordFile != null) {
+              "plugin.choria.network.system.password" = cfg.systemPasswordFile;
+            })
+            (lib.mkIf (cfg.provisioningPasswordFile != null) {
+              "plugin.choria.network.provisioning.client_password" = cfg.provisioningPasswordFile;
+            })
+          ];
+        };
+
+        systemd.services.choria-broker = {
+          description = "Choria Broker";
+          wantedBy = [ "multi-user.target" ];
+          wants = [ "network-online.target" ];
+          after = [ "network-online.target" ];
+
+          serviceConfig = common.hardening // {
+            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
+            ExecStart = "${lib.getExe cfg.package} broker run --config ${configPath}";
+            Restart = "on-failure";
+            User = cfg.user;
+            Group = cfg.group;
+            StateDirectory = "choria-broker";
+            StateDirectoryMode = "0750";
+            RuntimeDirectory = "choria-broker";
+            RuntimeDirectoryMode = "0750";
+            LoadCredential = common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; };
+            # Streams keep two files open per stream, NATS one per client.
+            LimitNOFILE = 65536;
+          };
+        };
+
+        networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [
+          cfg.settings."plugin.choria.network.client_port"
+          cfg.settings."plugin.choria.network.peer_port"
+        ];
+      }
+      (common.systemUser {
+        inherit cfg;
+        name = "choria-broker";
+        description = "Choria Broker";
+        home = "/var/lib/choria-broker";
+      })
+    ]
+  );
+}

@@ -1,0 +1,221 @@
+# choria-provisioner: configures unprovisioned Choria servers through a
+# helper program (here usually choria-provision-helper).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.choria-provisioner;
+  common = import ./lib.nix { inherit lib pkgs; };
+  inherit (lib) types;
+
+  runtimeConfig = "/run/choria-provisioner/provisioner.yaml";
+  runtimeChoriaConfig = "/run/choria-provisioner/choria.cfg";
+  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+  choriaConfigPath = if cfg.choriaConfigFile != null then cfg.choriaConfigFile else runtimeChoriaConfig;
+
+  renderConfig = pkgs.writeShellScript "choria-provisioner-config" (
+    lib.optionalString (cfg.configFile == null) (
+      common.renderJSON {
+        name = "provisioner.yaml";
+        inherit (cfg) settings;
+        files = { inherit (cfg) credentialFiles secretFiles; };
+        output = runtimeConfig;
+      }
+    )
+    + lib.optionalString (cfg.choriaConfigFile == null) (
+      common.renderChoria {
+        name = "choria.cfg";
+        settings = cfg.choriaSettings;
+        files = cfg.choria;
+        output = runtimeChoriaConfig;
+        prefix = "choria-";
+      }
+    )
+  );
+in
+{
+  options.services.choria-provisioner = {
+    enable = lib.mkEnableOption "the Choria Provisioner";
+
+    package = lib.mkPackageOption pkgs "choria-provisioner" { };
+
+    settings = lib.mkOption {
+      default = { };
+      description = ''
+        Provisioner configuration (YAML; see the provisioner's README). It
+        is written as JSON, which is YAML and which the provisioner reads
+        the same way. Secrets belong in {option}`secretFiles` and
+        {option}`credentialFiles`, or the options that fill them.
+      '';
+      type = types.submodule {
+        freeformType = common.yamlFormat.type;
+        options = {
+          workers = lib.mkOption {
+            type = types.ints.positive;
+            default = 4;
+            description = "How many servers are provisioned at once.";
+          };
+          interval = lib.mkOption {
+            type = types.str;
+            default = "1m";
+            description = "How often unprovisioned servers are discovered; at least one minute.";
+          };
+          logfile = lib.mkOption {
+            type = types.str;
+            default = "/dev/stdout";
+            description = "Log file; the default goes to the journal.";
+          };
+          loglevel = lib.mkOption {
+            type = types.str;
+            default = "info";
+            description = "Log level.";
+          };
+          helper = lib.mkOption {
+            type = types.str;
+            example = "/run/current-system/sw/bin/choria-provision-helper --config /etc/choria-provisioner/helper.json";
+            description = ''
+              Command run for each server, split shell-style; it reads the
+              request on stdin and prints the configuration. Give an
+              absolute path.
+            '';
+          };
+          features = lib.mkOption {
+            type = types.attrsOf types.bool;
+            default = {
+              jwt = true;
+              ed25519 = true;
+            };
+            description = "Provisioning features.";
+          };
+        };
+      };
+    };
+
+    inherit (common.fileOptions) credentialFiles secretFiles;
+
+    tokenFile = common.mkFileOption "The provisioning token shared with servers (`token`).";
+    brokerPasswordFile = common.mkFileOption "Password for the broker's provisioning account (`broker_provisioning_password`).";
+    signingSeedFile = common.mkFileOption "The provisioner signer's seed, signing server tokens (`jwt_signing_key`).";
+    signingTokenFile = common.mkFileOption "The provisioner signer's JWT (`jwt_signing_token`).";
+    issuerPublicKeyFile = common.mkFileOption "File holding the issuer's public key (hex), read at start (`jwt_verify_cert`).";
+
+    choriaSettings = lib.mkOption {
+      default = { };
+      description = "The provisioner's Choria client configuration (`--choria-config`), `key = value` lines.";
+      example = {
+        "plugin.choria.middleware_hosts" = "broker.example.net:4222";
+      };
+      type = types.submodule {
+        freeformType = common.choriaFormat.type;
+        options = {
+          identity = lib.mkOption {
+            type = types.str;
+            default = "provisioner_signer";
+            description = "Identity; it must match the caller in the signer's token.";
+          };
+          loglevel = lib.mkOption {
+            type = types.str;
+            default = "warn";
+            description = "Log level.";
+          };
+          "plugin.security.provider" = lib.mkOption {
+            type = types.str;
+            default = "choria";
+            description = "Security provider.";
+          };
+        };
+      };
+    };
+
+    choria = common.fileOptions;
+
+    configFile = lib.mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      description = "A complete provisioner configuration to use instead of {option}`settings`, readable by {option}`user`.";
+    };
+
+    choriaConfigFile = lib.mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      description = "A complete Choria client configuration to use instead of {option}`choriaSettings`.";
+    };
+
+    openFirewall = lib.mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open `monitor_port` (when set) in the firewall.";
+    };
+  }
+  // common.userOptions "choria-provisioner";
+
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        services.choria-provisioner = {
+          credentialFiles = lib.mkMerge [
+            (lib.mkIf (cfg.signingSeedFile != null) { jwt_signing_key = cfg.signingSeedFile; })
+            (lib.mkIf (cfg.signingTokenFile != null) { jwt_signing_token = cfg.signingTokenFile; })
+          ];
+          secretFiles = lib.mkMerge [
+            (lib.mkIf (cfg.tokenFile != null) { token = cfg.tokenFile; })
+            (lib.mkIf (cfg.brokerPasswordFile != null) { broker_provisioning_password = cfg.brokerPasswordFile; })
+            (lib.mkIf (cfg.issuerPublicKeyFile != null) { jwt_verify_cert = cfg.issuerPublicKeyFile; })
+          ];
+          # The provisioner's Choria identity is its signer.
+          choria.credentialFiles = lib.mkMerge [
+            (lib.mkIf (cfg.signingSeedFile != null) { "plugin.security.choria.seed_file" = cfg.signingSeedFile; })
+            (lib.mkIf (cfg.signingTokenFile != null) { "plugin.security.choria.token_file" = cfg.signingTokenFile; })
+          ];
+        };
+
+        systemd.services.choria-provisioner = {
+          description = "Choria Provisioner";
+          wantedBy = [ "multi-user.target" ];
+          wants = [ "network-online.target" ];
+          after = [
+            "network-online.target"
+            "choria-broker.service"
+          ];
+          # "could not determine client identity" without it.
+          environment.USER = cfg.user;
+
+          serviceConfig = common.hardening // {
+            ExecStartPre = renderConfig;
+            ExecStart = lib.escapeShellArgs [
+              (lib.getExe cfg.package)
+              "--config"
+              configPath
+              "--choria-config"
+              choriaConfigPath
+            ];
+            Restart = "on-failure";
+            User = cfg.user;
+            Group = cfg.group;
+            StateDirectory = "choria-provisioner";
+            StateDirectoryMode = "0750";
+            RuntimeDirectory = "choria-provisioner";
+            RuntimeDirectoryMode = "0750";
+            LoadCredential =
+              common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; }
+              ++ common.loadCredentials "choria-" cfg.choria;
+          };
+        };
+
+        networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && cfg.settings ? monitor_port) [
+          cfg.settings.monitor_port
+        ];
+      }
+      (common.systemUser {
+        inherit cfg;
+        name = "choria-provisioner";
+        description = "Choria Provisioner";
+        home = "/var/lib/choria-provisioner";
+      })
+    ]
+  );
+}

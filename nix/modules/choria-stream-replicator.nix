@@ -1,0 +1,132 @@
+# Choria Stream Replicator: copies JetStream streams (here the broker's
+# registration stream) to another NATS system.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.choria-stream-replicator;
+  common = import ./lib.nix { inherit lib pkgs; };
+  inherit (lib) types;
+
+  runtimeConfig = "/run/stream-replicator/sr.yaml";
+  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+
+  renderConfig = pkgs.writeShellScript "stream-replicator-config" (
+    common.renderJSON {
+      name = "sr.yaml";
+      inherit (cfg) settings;
+      files = { inherit (cfg) credentialFiles secretFiles; };
+      output = runtimeConfig;
+    }
+  );
+in
+{
+  options.services.choria-stream-replicator = {
+    enable = lib.mkEnableOption "the Choria Stream Replicator";
+
+    package = lib.mkPackageOption pkgs "stream-replicator" { };
+
+    settings = lib.mkOption {
+      default = { };
+      description = ''
+        Replicator configuration (YAML; see
+        <https://github.com/choria-io/stream-replicator>), written as JSON,
+        which is YAML and which the replicator reads the same way. The
+        Choria seed and JWT of each stream and of the heartbeats are files
+        the replicator reads by path: give them in {option}`credentialFiles`,
+        for example `streams.0.source_choria.seed_file`.
+      '';
+      example = lib.literalExpression ''
+        {
+          name = "LAB";
+          streams = [
+            {
+              stream = "CHORIA_REGISTRATION";
+              source_url = "nats://broker.example.net:4222";
+              target_url = "nats://nats.example.net:4222";
+              source_choria.collective = "choria";
+            }
+          ];
+        }
+      '';
+      type = types.submodule {
+        freeformType = common.yamlFormat.type;
+        options = {
+          loglevel = lib.mkOption {
+            type = types.str;
+            default = "info";
+            description = "Log level.";
+          };
+          state_store = lib.mkOption {
+            type = types.str;
+            default = "/var/lib/stream-replicator";
+            description = "Directory where replication state is kept.";
+          };
+        };
+      };
+    };
+
+    inherit (common.fileOptions) credentialFiles secretFiles;
+
+    configFile = lib.mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/etc/stream-replicator/sr.yaml";
+      description = ''
+        A complete configuration to use instead of {option}`settings`, read
+        where it is by {option}`user`, with every file it names.
+      '';
+    };
+
+    openFirewall = lib.mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open `monitor_port` (when set) in the firewall.";
+    };
+  }
+  // common.userOptions "stream-replicator";
+
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        systemd.services.stream-replicator = {
+          description = "Choria Stream Replicator";
+          wantedBy = [ "multi-user.target" ];
+          wants = [ "network-online.target" ];
+          after = [
+            "network-online.target"
+            "choria-broker.service"
+            "nats.service"
+          ];
+
+          serviceConfig = common.hardening // {
+            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
+            ExecStart = "${lib.getExe cfg.package} replicate --config ${configPath}";
+            Restart = "on-failure";
+            User = cfg.user;
+            Group = cfg.group;
+            StateDirectory = "stream-replicator";
+            StateDirectoryMode = "0750";
+            RuntimeDirectory = "stream-replicator";
+            RuntimeDirectoryMode = "0750";
+            LoadCredential = common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; };
+          };
+        };
+
+        networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && cfg.settings ? monitor_port) [
+          cfg.settings.monitor_port
+        ];
+      }
+      (common.systemUser {
+        inherit cfg;
+        name = "stream-replicator";
+        description = "Choria Stream Replicator";
+        home = "/var/lib/stream-replicator";
+      })
+    ]
+  );
+}

@@ -1,0 +1,282 @@
+# The lab profile: makes this machine one host of the topology
+# (topology/topology.json, the file the Go programs embed), composing the
+# role modules, and bootstraps the lab's credentials at first boot with
+# choria-bootstrap. Every role module is configured with the files
+# choria-bootstrap renders, so the VMs run the configuration the namespace
+# lab runs.
+#
+# Import the role modules too (the flake's nixosModules.lab does).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.choria-lab;
+  topo = cfg.topology;
+  inherit (lib) types;
+
+  # --- the topology, as the Go reader computes it ----------------------
+  fqdn = name: "${name}.${topo.domain}";
+
+  # Dotted IPv4 address plus n, carrying across octets.
+  addToIPv4 =
+    address: n:
+    let
+      octets = map lib.toInt (lib.splitString "." address);
+      value = lib.foldl' (acc: o: acc * 256 + o) 0 octets + n;
+      octet = divisor: toString (lib.mod (value / divisor) 256);
+    in
+    lib.concatMapStringsSep "." octet [
+      16777216
+      65536
+      256
+      1
+    ];
+
+  servers = lib.genList (i: {
+    name = "${topo.servers.name_prefix}${toString (i + 1)}";
+    role = "server";
+    addresses.${topo.servers.network} = addToIPv4 topo.servers.first_address i;
+  }) topo.servers.count;
+
+  hosts = topo.hosts ++ servers;
+  hostsByName = lib.listToAttrs (map (h: lib.nameValuePair h.name h) hosts);
+
+  self =
+    hostsByName.${cfg.host}
+      or (throw "services.choria-lab.host: ${cfg.host} is not a host of the topology (${lib.concatMapStringsSep ", " (h: h.name) hosts})");
+  role = self.role;
+  roleDirs = topo.roles.${role};
+
+  # Each other host under the address of a network it shares with this one.
+  hostEntries = lib.foldl' (
+    acc: h:
+    let
+      shared = lib.filter (n: self.addresses ? ${n}) (lib.attrNames h.addresses);
+    in
+    if h.name == self.name || shared == [ ] then
+      acc
+    else
+      acc
+      // {
+        ${h.addresses.${lib.head shared}} = (acc.${h.addresses.${lib.head shared}} or [ ]) ++ [
+          (fqdn h.name)
+          h.name
+        ];
+      }
+  ) { } hosts;
+
+  # --- credentials ---------------------------------------------------------
+  # choria-bootstrap's output directory of each role, and the user the
+  # role's service runs as (who must own its copy).
+  credentialOwners = {
+    broker = config.services.choria-broker.user;
+    provisioner = config.services.choria-provisioner.user;
+    aaa = config.services.choria-aaasvc.user;
+    replicator = config.services.choria-stream-replicator.user;
+    client = "root";
+  };
+
+  topologyFile = pkgs.writeText "topology.json" (builtins.toJSON topo);
+
+  bootstrap = lib.escapeShellArgs [
+    "${cfg.package}/bin/choria-bootstrap"
+    "--out"
+    cfg.credentialsDir
+    "--topology"
+    topologyFile
+    "--timings"
+    cfg.timings
+    "--provision-helper"
+    "${cfg.package}/bin/choria-provision-helper"
+  ];
+
+  # Copies this role's credentials into its configuration directory, owned
+  # by its service user. Files /etc manages (client.conf) are left alone.
+  installCredentials =
+    let
+      owner = credentialOwners.${role};
+      source = "${cfg.credentialsDir}/${role}";
+    in
+    ''
+      if [ ! -d ${source} ]; then
+        echo "${source} is missing: bootstrap this lab's credentials on one host and copy ${cfg.credentialsDir} here" >&2
+        exit 1
+      fi
+      install -d -m 0700 -o ${owner} -g root ${roleDirs.config_dir}
+      for f in ${source}/*; do
+        dst=${roleDirs.config_dir}/$(basename "$f")
+        if [ -L "$dst" ]; then
+          continue
+        fi
+        cp -p "$f" "$dst.tmp"
+        chown ${owner} "$dst.tmp"
+        mv "$dst.tmp" "$dst"
+      done
+    '';
+
+  servicesOf = {
+    broker = [ "choria-broker.service" ];
+    provisioner = [ "choria-provisioner.service" ];
+    aaa = [ "aaasvc.service" ];
+    replicator = [ "stream-replicator.service" ];
+    server = [ "choria-server.service" ];
+    client = [ ];
+    nats = [ ];
+    plugins = [ ];
+  };
+
+  needsCredentials = credentialOwners ? ${role} || role == "server";
+  ports = topo.ports;
+in
+{
+  options.services.choria-lab = {
+    enable = lib.mkEnableOption "this machine as one host of the Choria lab";
+
+    package = lib.mkPackageOption pkgs "choria-reference" { };
+
+    topology = lib.mkOption {
+      type = types.attrsOf types.anything;
+      default = lib.importJSON ../../topology/topology.json;
+      defaultText = lib.literalExpression "lib.importJSON ./topology/topology.json";
+      description = "The lab's topology; choria-bootstrap is given the same.";
+    };
+
+    host = lib.mkOption {
+      type = types.str;
+      example = "broker";
+      description = ''
+        This machine's host in the topology: a fixed host (`broker`,
+        `provisioner`, `aaa`, `replicator`, `nats`, `plugins`, `client`) or a
+        server (`server1` …). It sets the host name and the role.
+      '';
+    };
+
+    bootstrap = lib.mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether this machine makes the lab's credentials (issuer, tokens,
+        TLS, every role's configuration) with `choria-bootstrap` at boot,
+        into {option}`credentialsDir`. One machine of a lab does; the
+        others receive a copy of that directory. Later boots verify and keep
+        what exists.
+      '';
+    };
+
+    credentialsDir = lib.mkOption {
+      type = types.str;
+      default = "/var/lib/choria-lab/credentials";
+      description = "choria-bootstrap's output directory: one sub-directory per role.";
+    };
+
+    timings = lib.mkOption {
+      type = types.enum [
+        "lab"
+        "reference"
+      ];
+      default = "lab";
+      description = "The topology's timing profile rendered into the configurations.";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    networking.hostName = self.name;
+    networking.domain = topo.domain;
+    networking.hosts = hostEntries;
+
+    environment.systemPackages = [ cfg.package ];
+
+    systemd.services.choria-lab-credentials = lib.mkIf (needsCredentials || cfg.bootstrap) {
+      description = "Choria lab credentials";
+      wantedBy = [ "multi-user.target" ];
+      requiredBy = servicesOf.${role};
+      before = servicesOf.${role};
+      path = [ pkgs.coreutils ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        StateDirectory = "choria-lab";
+        StateDirectoryMode = "0700";
+      };
+      script = lib.concatStringsSep "\n" (
+        lib.optional cfg.bootstrap bootstrap ++ lib.optional (credentialOwners ? ${role}) installCredentials
+      );
+    };
+
+    # --- the role ------------------------------------------------------------
+    services.choria-broker = lib.mkIf (role == "broker") {
+      enable = true;
+      configFile = "${roleDirs.config_dir}/broker.conf";
+    };
+
+    services.choria-provisioner = lib.mkIf (role == "provisioner") {
+      enable = true;
+      configFile = "${roleDirs.config_dir}/provisioner.yaml";
+      choriaConfigFile = "${roleDirs.config_dir}/choria.cfg";
+    };
+
+    services.choria-aaasvc = lib.mkIf (role == "aaa") {
+      enable = true;
+      configFile = "${roleDirs.config_dir}/aaa.conf";
+    };
+
+    services.choria-stream-replicator = lib.mkIf (role == "replicator") {
+      enable = true;
+      configFile = "${roleDirs.config_dir}/sr.yaml";
+    };
+
+    services.nats = lib.mkIf (role == "nats") {
+      enable = true;
+      serverName = self.name;
+      jetstream = true;
+      port = ports.nats_client;
+      settings.http_port = ports.nats_monitor;
+    };
+
+    services.choria-plugins-webserver = lib.mkIf (role == "plugins") {
+      enable = true;
+      root = roleDirs.state_dir;
+      port = ports.plugins_http;
+    };
+
+    programs.choria = lib.mkIf (role == "client") {
+      enable = true;
+      configFile = "${cfg.credentialsDir}/client/client.conf";
+    };
+
+    services.choria-server = lib.mkIf (role == "server") {
+      enable = true;
+      provisioning.enable = true;
+      provisioning.tokenFile = "${cfg.credentialsDir}/server/provisioning.jwt";
+      # choria-facts (the facts machine) and the requests agent.
+      extraPackages = [ cfg.package ];
+    };
+
+    networking.firewall.allowedTCPPorts =
+      {
+        broker = [
+          ports.broker_client
+          ports.broker_cluster
+          ports.broker_stats
+        ];
+        provisioner = [ ports.provisioner_monitor ];
+        aaa = [
+          ports.aaa_login
+          ports.aaa_monitor
+        ];
+        replicator = [ ports.replicator_monitor ];
+        nats = [
+          ports.nats_client
+          ports.nats_monitor
+        ];
+        plugins = [ ports.plugins_http ];
+        client = [ ];
+        server = [ ];
+      }
+      .${role};
+  };
+}

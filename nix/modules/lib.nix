@@ -1,0 +1,237 @@
+# Helpers shared by the Choria role modules; not a module itself.
+#
+# Every role renders its configuration the same way: `settings` (RFC 42) go
+# to the Nix store, free of secrets; values that are secret or known only at
+# run time come from files given by path, loaded with systemd's
+# LoadCredential, and are merged in by an ExecStartPre script that writes the
+# final file into the service's RuntimeDirectory.
+{ lib, pkgs }:
+
+let
+  inherit (lib) types;
+
+  # A setting path: "a.b.0.c" -> [ "a" "b" 0 "c" ] (numbers index lists).
+  settingPath = name: map (c: if builtins.match "[0-9]+" c != null then lib.toInt c else c) (lib.splitString "." name);
+
+  # systemd credential names: letters, digits, "_" and "-".
+  credentialId = prefix: name: prefix + lib.replaceStrings [ "." "/" ] [ "_" "_" ] name;
+in
+rec {
+  # Choria's configuration format: one `key = value` per line; booleans as
+  # true/false, lists joined with commas (as for middleware_hosts).
+  choriaFormat = {
+    type =
+      let
+        atom = types.oneOf [
+          types.bool
+          types.int
+          types.str
+        ];
+      in
+      types.attrsOf (types.nullOr (types.either atom (types.listOf atom)));
+
+    render =
+      settings:
+      let
+        value =
+          v:
+          if builtins.isBool v then
+            lib.boolToString v
+          else if builtins.isList v then
+            lib.concatMapStringsSep "," value v
+          else
+            toString v;
+      in
+      lib.generators.toKeyValue { mkKeyValue = k: v: "${k} = ${value v}"; } (
+        lib.filterAttrs (_: v: v != null) settings
+      );
+
+    generate = name: settings: pkgs.writeText name (choriaFormat.render settings);
+  };
+
+  jsonFormat = pkgs.formats.json { };
+  yamlFormat = pkgs.formats.yaml { };
+
+  # Options every daemon role shares for values kept out of the store.
+  fileOptions = {
+    credentialFiles = lib.mkOption {
+      type = types.attrsOf types.path;
+      default = { };
+      example = {
+        "plugin.security.choria.seed_file" = "/etc/choria-broker/broker.seed";
+      };
+      description = ''
+        Files the program reads by path (seeds, tokens, TLS keys and
+        certificates), keyed by the setting that names them. Each is loaded
+        with systemd's `LoadCredential`, so the service needs no access to
+        where it is kept, and the setting is pointed at the loaded copy.
+        Nested settings of YAML and JSON files are written with dots, list
+        indices as numbers: `streams.0.source_choria.seed_file`.
+      '';
+    };
+
+    secretFiles = lib.mkOption {
+      type = types.attrsOf types.path;
+      default = { };
+      example = {
+        "plugin.choria.network.system.password" = "/run/secrets/choria-system-password";
+      };
+      description = ''
+        Settings whose value is the content of a file (a trailing newline
+        removed), read when the service starts: passwords, tokens, or values
+        known only at run time such as the issuer's public key. Loaded with
+        `LoadCredential`; the value never enters the Nix store.
+      '';
+    };
+  };
+
+  # LoadCredential entries for one configuration file's credential and
+  # secret files; prefix keeps two files of one service apart.
+  loadCredentials =
+    prefix: files:
+    lib.mapAttrsToList (name: path: "${credentialId prefix name}:${path}") (
+      files.credentialFiles // files.secretFiles // files.jsonFiles or { }
+    );
+
+  # A shell snippet writing a choria .conf to `output`: the store file, then
+  # one line per file-backed setting (which `settings` then must not hold).
+  renderChoria =
+    {
+      name,
+      settings,
+      files,
+      output,
+      prefix ? "",
+    }:
+    let
+      fileKeys = lib.attrNames (files.credentialFiles // files.secretFiles);
+      base = choriaFormat.generate name (removeAttrs settings fileKeys);
+      secretLine =
+        key: _:
+        ''printf '%s = %s\n' ${lib.escapeShellArg key} "$(< "$CREDENTIALS_DIRECTORY/${credentialId prefix key}")"'';
+      credentialLine =
+        key: _:
+        ''printf '%s = %s\n' ${lib.escapeShellArg key} "$CREDENTIALS_DIRECTORY/${credentialId prefix key}"'';
+    in
+    ''
+      {
+        cat ${base}
+        ${lib.concatStringsSep "\n  " (
+          lib.mapAttrsToList secretLine files.secretFiles
+          ++ lib.mapAttrsToList credentialLine files.credentialFiles
+        )}
+      } > ${output}
+    '';
+
+  # A shell snippet writing JSON settings to `output`, with file-backed
+  # values set by jq (`files.jsonFiles`: values parsed as JSON). JSON is also YAML (both YAML programs here read their
+  # files with github.com/ghodss/yaml), so this serves the YAML roles too.
+  renderJSON =
+    {
+      name,
+      settings,
+      files,
+      output,
+      prefix ? "",
+    }:
+    let
+      base = jsonFormat.generate name settings;
+      secretNames = lib.attrNames files.secretFiles;
+      jqArgs = lib.imap0 (
+        i: key: ''--rawfile s${toString i} "$CREDENTIALS_DIRECTORY/${credentialId prefix key}"''
+      ) secretNames;
+      secretSets = lib.imap0 (
+        i: key: "setpath(${builtins.toJSON (settingPath key)}; $s${toString i} | rtrimstr(\"\\n\"))"
+      ) secretNames;
+      credentialSets = lib.mapAttrsToList (
+        key: _: "setpath(${builtins.toJSON (settingPath key)}; $credentials + \"/${credentialId prefix key}\")"
+      ) files.credentialFiles;
+      jsonNames = lib.attrNames (files.jsonFiles or { });
+      jsonArgs = lib.imap0 (
+        i: key: ''--slurpfile j${toString i} "$CREDENTIALS_DIRECTORY/${credentialId prefix key}"''
+      ) jsonNames;
+      jsonSets = lib.imap0 (i: key: "setpath(${builtins.toJSON (settingPath key)}; $j${toString i}[0])") jsonNames;
+      program = lib.concatStringsSep " | " ([ "." ] ++ secretSets ++ jsonSets ++ credentialSets);
+    in
+    ''
+      ${lib.getExe pkgs.jq} --arg credentials "''${CREDENTIALS_DIRECTORY:-}" ${lib.concatStringsSep " " (jqArgs ++ jsonArgs)} \
+        ${lib.escapeShellArg program} ${base} > ${output}
+    '';
+
+  # The sandbox of every role that does not need root.
+  hardening = {
+    CapabilityBoundingSet = "";
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    NoNewPrivileges = true;
+    PrivateDevices = true;
+    PrivateTmp = true;
+    ProcSubset = "pid";
+    ProtectClock = true;
+    ProtectControlGroups = true;
+    ProtectHome = true;
+    ProtectHostname = true;
+    ProtectKernelLogs = true;
+    ProtectKernelModules = true;
+    ProtectKernelTunables = true;
+    ProtectProc = "invisible";
+    ProtectSystem = "strict";
+    RemoveIPC = true;
+    RestrictAddressFamilies = [
+      "AF_INET"
+      "AF_INET6"
+      "AF_UNIX"
+    ];
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+    ];
+    UMask = "0077";
+  };
+
+  # A dedicated system user and group, made when the defaults are kept.
+  systemUser =
+    {
+      cfg,
+      name,
+      description,
+      home,
+    }:
+    {
+      users.users = lib.mkIf (cfg.user == name) {
+        ${name} = {
+          inherit description home;
+          isSystemUser = true;
+          group = cfg.group;
+        };
+      };
+      users.groups = lib.mkIf (cfg.group == name) { ${name} = { }; };
+    };
+
+  userOptions = name: {
+    user = lib.mkOption {
+      type = types.str;
+      default = name;
+      description = "User account under which the service runs.";
+    };
+    group = lib.mkOption {
+      type = types.str;
+      default = name;
+      description = "Group under which the service runs.";
+    };
+  };
+
+  # A path option for a file outside the store, or null.
+  mkFileOption =
+    description:
+    lib.mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/choria/file";
+      inherit description;
+    };
+}
