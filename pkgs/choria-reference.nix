@@ -16,6 +16,7 @@ let
   commands = [
     "choria-bootstrap"
     "choria-facts"
+    "choria-lab"
     "choria-plugin-pack"
     "choria-provision-helper"
     "requests"
@@ -56,7 +57,7 @@ buildGoModule {
     fileset = lib.fileset.difference (lib.fileset.union goSources embeddedData) localVendor;
   };
 
-  vendorHash = "sha256-I71MlKHihA66EJE1FTmYrqIi5gsKwSzlYktMF4+mfdU=";
+  vendorHash = "sha256-WjdiVrV8rhh35EgnPXxtXX8BaPD1pr3MGL6AIqs6OdM=";
 
   subPackages = map (name: "cmd/${name}") commands;
 

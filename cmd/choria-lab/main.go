@@ -1,0 +1,156 @@
+// Command choria-lab runs the whole Choria reference deployment on Linux
+// namespaces: see internal/lab.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/choria-io/fisk"
+
+	"github.com/reproducible-choria/deployment/internal/lab"
+	"github.com/reproducible-choria/deployment/internal/netlab"
+)
+
+func main() {
+	// the lab re-executes itself as the namespace anchors
+	netlab.RunAnchorIfRequested()
+
+	app := fisk.New("choria-lab", "The Choria reference deployment on Linux namespaces: broker, provisioner, AAA, servers, client, NATS and the Stream Replicator, sealed from this machine's networks.")
+	dir := app.Flag("dir", "Lab directory holding credentials, state and logs").Default(lab.DefaultDir()).String()
+
+	up := app.Command("up", "Build the lab and supervise it until Ctrl-C or `choria-lab down`").Default()
+	servers := up.Flag("servers", "Number of Choria servers").Default("10").Int()
+	reference := up.Flag("reference-timings", "Keep the reference's intervals (registration, facts, plugins) instead of the lab's short ones").UnNegatableBool()
+	topoFile := up.Flag("topology", "Topology file (default: the built-in one)").PlaceHolder("FILE").String()
+	binDirs := up.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
+	timeout := up.Flag("timeout", "Give up when the lab is not up within this time").Default("5m").Duration()
+
+	down := app.Command("down", "Stop the running lab and remove its namespaces, bridges and mounts")
+	purge := down.Flag("purge", "Also remove the lab directory: credentials, state and logs").UnNegatableBool()
+
+	shell := app.Command("shell", "Open a login shell on a host")
+	shellHost := shell.Arg("host", "Host name").Default("client").String()
+
+	execCmd := app.Command("exec", "Run one command on a host; its exit status is passed through")
+	execHost := execCmd.Arg("host", "Host name").Required().String()
+	execArgv := execCmd.Arg("command", "Command and arguments (after --)").Required().Strings()
+
+	status := app.Command("status", "Show the hosts, their processes and health")
+
+	logs := app.Command("logs", "Show the logs of a host's processes")
+	logsHost := logs.Arg("host", "Host name").Required().String()
+	follow := logs.Flag("follow", "Keep printing new lines").Short('f').UnNegatableBool()
+
+	serve := app.Command(lab.ServeHTTPCommand, "Serve the plugins web root (runs inside the plugins host)").Hidden()
+	serveRoot := serve.Flag("root", "Web root").Required().String()
+	serveListen := serve.Flag("listen", "Listen address").Default(":80").String()
+
+	cmd := app.MustParseWithUsage(os.Args[1:])
+	layout := lab.Layout{Dir: *dir}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var err error
+	code := 0
+	switch cmd {
+	case up.FullCommand():
+		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, Timeout: *timeout, Out: os.Stdout})
+	case down.FullCommand():
+		err = runDown(layout, *purge)
+	case shell.FullCommand():
+		code, err = enter(layout, *shellHost, []string{"/bin/bash", "--login"})
+	case execCmd.FullCommand():
+		code, err = enter(layout, *execHost, *execArgv)
+	case status.FullCommand():
+		var st *lab.State
+		if st, err = lab.ReadState(layout); err == nil {
+			lab.WriteStatus(os.Stdout, layout, st)
+		}
+	case logs.FullCommand():
+		err = lab.WriteLogs(os.Stdout, layout, *logsHost, *follow, ctx.Done())
+	case serve.FullCommand():
+		err = lab.ServeHTTP(ctx, *serveRoot, *serveListen, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "choria-lab: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func runUp(ctx context.Context, o lab.Options) error {
+	r, err := lab.Up(ctx, o)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted; everything the lab had started is removed")
+		}
+		return err
+	}
+	r.WriteSummary(os.Stdout)
+	<-ctx.Done()
+	fmt.Println("\nchoria-lab: stopping")
+	r.Down()
+	fmt.Println("choria-lab: stopped; no process, namespace, bridge or mount of the lab is left (credentials kept in " + o.Dir + ")")
+	return nil
+}
+
+func runDown(l lab.Layout, purge bool) error {
+	st, err := lab.ReadState(l)
+	switch {
+	case errors.Is(err, lab.ErrNotRunning):
+		fmt.Println("choria-lab: no lab is running in " + l.Dir)
+	case err != nil:
+		return err
+	default:
+		if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil {
+			return fmt.Errorf("stopping the lab (pid %d): %w", st.PID, err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for syscall.Kill(st.PID, 0) == nil {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the lab (pid %d) did not stop within 30s", st.PID)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		fmt.Println("choria-lab: stopped")
+	}
+	if purge {
+		if err := os.RemoveAll(l.Dir); err != nil {
+			return fmt.Errorf("removing %s: %w", l.Dir, err)
+		}
+		fmt.Println("choria-lab: removed " + l.Dir)
+	}
+	return nil
+}
+
+// enter runs argv on a host of the running lab with the terminal attached.
+func enter(l lab.Layout, host string, argv []string) (int, error) {
+	st, err := lab.ReadState(l)
+	if err != nil {
+		return 1, err
+	}
+	h, err := st.Host(host)
+	if err != nil {
+		return 1, err
+	}
+	cmd := netlab.EnterCommand(h.AnchorPID, argv)
+	cmd.Env = append(st.Env, "TERM="+os.Getenv("TERM"))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	signal.Ignore(os.Interrupt) // the command in the host handles Ctrl-C
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 1, fmt.Errorf("running %v on %s: %w", argv, host, err)
+	}
+	return 0, nil
+}

@@ -1,0 +1,117 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/reproducible-choria/deployment/internal/bootstrap"
+	"github.com/reproducible-choria/deployment/internal/netlab"
+)
+
+// Login runs `choria login` on a host of the running lab as a person would,
+// answering its prompts on a terminal, and returns what it printed.
+func Login(ctx context.Context, st *State, host, user, password string) (string, error) {
+	h, err := st.Host(host)
+	if err != nil {
+		return "", err
+	}
+	cmd := netlab.EnterCommand(h.AnchorPID, []string{"choria", "login"})
+	cmd.Env = append(append([]string(nil), st.Env...), "TERM=dumb")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		return "", fmt.Errorf("starting choria login on %s: %w", host, err)
+	}
+	defer tty.Close()
+
+	var (
+		mu  sync.Mutex
+		out bytes.Buffer
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			// survey asks the terminal where the cursor is and waits for
+			// the answer a real terminal gives
+			for range bytes.Count(buf[:n], []byte(cursorQuery)) {
+				_, _ = io.WriteString(tty, cursorReply)
+			}
+			mu.Lock()
+			out.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	printed := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
+	waitFor := func(s string) error {
+		for !strings.Contains(printed(), s) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("choria login did not prompt %q: %w; it printed %q", s, ctx.Err(), printed())
+			case <-done:
+				return fmt.Errorf("choria login ended before prompting %q; it printed %q", s, printed())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+
+	if err := waitFor("Username"); err != nil {
+		_ = cmd.Process.Kill()
+		return printed(), err
+	}
+	// survey reads a line per prompt; answer only once it asks
+	if _, err := io.WriteString(tty, user+"\r"); err != nil {
+		return printed(), err
+	}
+	if err := waitFor("Password"); err != nil {
+		_ = cmd.Process.Kill()
+		return printed(), err
+	}
+	if _, err := io.WriteString(tty, password+"\r"); err != nil {
+		return printed(), err
+	}
+	werr := cmd.Wait()
+	<-done
+	if werr != nil {
+		return printed(), fmt.Errorf("choria login as %s failed: %w; it printed %q", user, werr, strings.TrimSpace(lastLine(printed())))
+	}
+	return printed(), nil
+}
+
+// The ANSI device status report a prompt library sends, and a terminal's answer.
+const (
+	cursorQuery = "\x1b[6n"
+	cursorReply = "\x1b[1;1R"
+)
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// UserPassword reads a login password the bootstrapper generated.
+func (l Layout) UserPassword(user string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(l.Credentials(), filepath.FromSlash(bootstrap.UserPasswordFile(user))))
+	if err != nil {
+		return "", fmt.Errorf("reading the password of %s: %w", user, err)
+	}
+	return string(b), nil
+}

@@ -1,0 +1,168 @@
+package lab
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"path"
+	"strconv"
+
+	"github.com/reproducible-choria/deployment/internal/bootstrap"
+	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/topology"
+)
+
+// Process is one supervised program on a host.
+type Process struct {
+	Name string
+	Argv []string
+	// Ready is the TCP address dialled from inside the host to tell the
+	// program is serving; empty for programs whose readiness is checked
+	// otherwise (servers: their status file).
+	Ready string
+}
+
+// HostPlan is everything the lab does for one host.
+type HostPlan struct {
+	Host      topology.Host
+	FQDN      string
+	Spec      netlab.HostSpec
+	Processes []Process
+}
+
+// Plan is the whole lab, in start-up order.
+type Plan struct {
+	Topology *topology.Topology
+	Layout   Layout
+	Hosts    []HostPlan
+	Networks []netlab.Network
+	Env      []string
+}
+
+// PlanOptions are the choices a plan depends on.
+type PlanOptions struct {
+	Topology *topology.Topology
+	Layout   Layout
+	Programs *Programs
+}
+
+// NewPlan lays the topology out as hosts, mounts and processes.
+func NewPlan(o PlanOptions) (*Plan, error) {
+	t := o.Topology
+	p := &Plan{
+		Topology: t,
+		Layout:   o.Layout,
+		Env:      []string{"PATH=" + o.Programs.PathDirs(), "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8"},
+	}
+	for _, n := range t.Networks {
+		p.Networks = append(p.Networks, netlab.Network{Name: n.Name, Subnet: n.Subnet})
+	}
+
+	hosts := t.AllHosts()
+	for _, r := range topology.Roles() {
+		for _, h := range hosts {
+			if h.Role != r {
+				continue
+			}
+			hp, err := planHost(t, o, h, hosts)
+			if err != nil {
+				return nil, err
+			}
+			p.Hosts = append(p.Hosts, hp)
+		}
+	}
+	return p, nil
+}
+
+func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topology.Host) (HostPlan, error) {
+	l := o.Layout
+	pr := o.Programs
+	role := t.Roles[h.Role]
+	creds := func(dir string) string { return path.Join(l.Credentials(), dir) }
+
+	hp := HostPlan{Host: h, FQDN: t.FQDN(h.Name)}
+	spec := netlab.HostSpec{
+		Name:      h.Name,
+		FQDN:      hp.FQDN,
+		Root:      l.NSRoot(h.Name),
+		HostsFile: HostsFile(t, h, all),
+		Binds:     []netlab.Bind{{Source: l.HostLog(h.Name), Target: "/var/log"}},
+	}
+	for _, n := range t.Networks {
+		if a, ok := h.Addresses[n.Name]; ok {
+			spec.Addresses = append(spec.Addresses, netlab.Address{Network: n.Name, Addr: a})
+		}
+	}
+	own := func(port int) string { return netip.AddrPortFrom(spec.Addresses[0].Addr, uint16(port)).String() }
+	state := netlab.Bind{Source: l.HostState(h.Name), Target: role.StateDir}
+	config := func(dir string) netlab.Bind {
+		return netlab.Bind{Source: creds(dir), Target: role.ConfigDir, ReadOnly: true}
+	}
+
+	switch h.Role {
+	case topology.RoleBroker:
+		spec.Binds = append(spec.Binds, config(bootstrap.DirBroker), state)
+		hp.Processes = []Process{{Name: "broker", Argv: []string{pr.Choria, "broker", "run", "--config", path.Join(role.ConfigDir, "broker.conf")}, Ready: own(t.Ports.BrokerClient)}}
+	case topology.RoleNATS:
+		spec.Binds = append(spec.Binds, state)
+		hp.Processes = []Process{{Name: "nats-server", Argv: []string{pr.NATSServer, "--jetstream", "--store_dir", role.StateDir,
+			"--name", hp.FQDN, "--port", strconv.Itoa(t.Ports.NATSClient), "--http_port", strconv.Itoa(t.Ports.NATSMonitor)}, Ready: own(t.Ports.NATSClient)}}
+	case topology.RolePlugins:
+		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.Docroot(), Target: role.StateDir, ReadOnly: true})
+		hp.Processes = []Process{{Name: "httpd", Argv: []string{pr.Lab, ServeHTTPCommand, "--root", role.StateDir, "--listen", ":" + strconv.Itoa(t.Ports.PluginsHTTP)}, Ready: own(t.Ports.PluginsHTTP)}}
+	case topology.RoleProvisioner:
+		spec.Binds = append(spec.Binds, config(bootstrap.DirProvisioner), state)
+		hp.Processes = []Process{{Name: "provisioner", Argv: []string{pr.Provisioner, "--config", path.Join(role.ConfigDir, "provisioner.yaml"), "--choria-config", path.Join(role.ConfigDir, "choria.cfg")},
+			Ready: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(t.Ports.ProvisionerMonitor)).String()}}
+	case topology.RoleAAA:
+		spec.Binds = append(spec.Binds, config(bootstrap.DirAAA), state)
+		hp.Processes = []Process{{Name: "aaasvc", Argv: []string{pr.AAASvc, "run", "--config", path.Join(role.ConfigDir, "aaa.conf")}, Ready: own(t.Ports.AAALogin)}}
+	case topology.RoleReplicator:
+		spec.Binds = append(spec.Binds, config(bootstrap.DirReplicator), state)
+		hp.Processes = []Process{{Name: "stream-replicator", Argv: []string{pr.StreamReplicator, "replicate", "--config", path.Join(role.ConfigDir, "sr.yaml")},
+			Ready: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(t.Ports.ReplicatorMonitor)).String()}}
+	case topology.RoleClient:
+		// the reference keeps the plugin signer in ~/credentials and builds
+		// plugins from ~/plugins into ~/htdocs, served by the plugins host
+		spec.Binds = append(spec.Binds, config(bootstrap.DirClient),
+			netlab.Bind{Source: creds(bootstrap.DirClient), Target: "/root/credentials", ReadOnly: true},
+			netlab.Bind{Source: l.Docroot(), Target: "/root/htdocs"},
+			state)
+	case topology.RoleServer:
+		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.HostEtcChoria(h.Name), Target: role.ConfigDir}, state)
+		hp.Processes = []Process{{Name: "server", Argv: []string{pr.Choria, "server", "run", "--config", path.Join(role.ConfigDir, "server.conf")}}}
+	default:
+		return hp, fmt.Errorf("host %s has role %q the lab cannot run", h.Name, h.Role)
+	}
+	hp.Spec = spec
+	return hp, nil
+}
+
+// HostsFile is a host's /etc/hosts: every lab host by the address on a
+// network the two share, so names resolve to reachable addresses; hosts
+// sharing no network resolve to their first address and stay unreachable,
+// as in the reference.
+func HostsFile(t *topology.Topology, self topology.Host, all []topology.Host) []byte {
+	var b bytes.Buffer
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	for _, h := range all {
+		addr, ok := sharedAddress(t, self, h)
+		if !ok {
+			addr = h.Addresses[h.SortedNetworks()[0]]
+		}
+		fmt.Fprintf(&b, "%s\t%s %s\n", addr, t.FQDN(h.Name), h.Name)
+	}
+	return b.Bytes()
+}
+
+func sharedAddress(t *topology.Topology, a, b topology.Host) (netip.Addr, bool) {
+	for _, n := range t.Networks { // declaration order, so the choice is stable
+		if _, ok := a.Addresses[n.Name]; !ok {
+			continue
+		}
+		if addr, ok := b.Addresses[n.Name]; ok {
+			return addr, true
+		}
+	}
+	return netip.Addr{}, false
+}

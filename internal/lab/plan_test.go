@@ -1,0 +1,146 @@
+package lab
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/topology"
+)
+
+func testPrograms() *Programs {
+	return &Programs{
+		Choria: "/opt/up/choria", Provisioner: "/opt/up/choria-provisioner", AAASvc: "/opt/up/aaasvc",
+		StreamReplicator: "/opt/up/stream-replicator", NATSServer: "/opt/nats/nats-server", NATS: "/opt/nats/nats",
+		ProvisionHelper: "/opt/ours/choria-provision-helper", Requests: "/opt/ours/requests", Facts: "/opt/ours/choria-facts",
+		Lab: "/opt/ours/choria-lab", Nsenter: "/usr/bin/nsenter",
+	}
+}
+
+func testPlan(t *testing.T, servers int) *Plan {
+	t.Helper()
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	topo, err = topo.WithServers(servers)
+	require.NoError(t, err)
+	p, err := NewPlan(PlanOptions{Topology: topo, Layout: Layout{Dir: "/lab"}, Programs: testPrograms()})
+	require.NoError(t, err)
+	return p
+}
+
+func host(t *testing.T, p *Plan, name string) HostPlan {
+	t.Helper()
+	for _, h := range p.Hosts {
+		if h.Host.Name == name {
+			return h
+		}
+	}
+	t.Fatalf("no host %s", name)
+	return HostPlan{}
+}
+
+func TestPlanOrderAndProcesses(t *testing.T) {
+	p := testPlan(t, 3)
+	var order []string
+	for _, h := range p.Hosts {
+		order = append(order, h.Host.Name)
+	}
+	assert.Equal(t, []string{"broker", "nats", "plugins", "provisioner", "aaa", "replicator", "client", "server1", "server2", "server3"}, order)
+
+	broker := host(t, p, "broker")
+	require.Len(t, broker.Processes, 1)
+	assert.Equal(t, []string{"/opt/up/choria", "broker", "run", "--config", "/etc/choria-broker/broker.conf"}, broker.Processes[0].Argv)
+	assert.Equal(t, "198.18.0.10:4222", broker.Processes[0].Ready, "the broker's first interface, on choria.servers")
+
+	server := host(t, p, "server2")
+	assert.Equal(t, []string{"/opt/up/choria", "server", "run", "--config", "/etc/choria/server.conf"}, server.Processes[0].Argv)
+	assert.True(t, filepath.IsAbs(server.Processes[0].Argv[0]), "choria re-executes itself by argv[0]")
+	assert.Equal(t, "server2.choria.local", server.Spec.FQDN)
+	assert.Equal(t, []netlab.Address{{Network: "choria.servers", Addr: netip.MustParseAddr("198.18.1.2")}}, server.Spec.Addresses)
+
+	assert.Empty(t, host(t, p, "client").Processes, "the client runs nothing until a user logs in")
+	assert.Equal(t, "/opt/ours/choria-lab", host(t, p, "plugins").Processes[0].Argv[0])
+	assert.Contains(t, strings.Join(host(t, p, "provisioner").Processes[0].Argv, " "), "--choria-config /etc/choria-provisioner/choria.cfg")
+
+	for _, e := range []string{"USER=root", "HOME=/root"} {
+		assert.Contains(t, p.Env, e, "the provisioner and the choria client need it")
+	}
+	assert.True(t, strings.HasPrefix(p.Env[0], "PATH=/opt/up:/opt/nats:/opt/ours:"), p.Env[0])
+}
+
+func TestPlanMounts(t *testing.T) {
+	p := testPlan(t, 2)
+	binds := func(name string) map[string]netlab.Bind {
+		m := map[string]netlab.Bind{}
+		for _, b := range host(t, p, name).Spec.Binds {
+			m[b.Target] = b
+		}
+		return m
+	}
+
+	b := binds("broker")
+	assert.Equal(t, netlab.Bind{Source: "/lab/credentials/broker", Target: "/etc/choria-broker", ReadOnly: true}, b["/etc/choria-broker"])
+	assert.Equal(t, "/lab/hosts/broker/state", b["/var/lib/choria-broker"].Source)
+	assert.Equal(t, "/lab/hosts/broker/log", b["/var/log"].Source)
+
+	s := binds("server1")
+	assert.Equal(t, netlab.Bind{Source: "/lab/hosts/server1/etc-choria", Target: "/etc/choria"}, s["/etc/choria"], "servers write their own configuration")
+	assert.Equal(t, "/lab/hosts/server1/state", s["/var/lib/choria"].Source)
+	assert.NotEqual(t, binds("server2")["/etc/choria"].Source, s["/etc/choria"].Source, "every server has its own /etc/choria")
+
+	c := binds("client")
+	assert.Equal(t, netlab.Bind{Source: "/lab/credentials/client", Target: "/etc/choria", ReadOnly: true}, c["/etc/choria"])
+	assert.Equal(t, "/lab/docroot", c["/root/htdocs"].Source, "the client builds plugins the plugins host serves")
+	assert.Equal(t, "/lab/docroot", binds("plugins")["/var/lib/choria-plugins"].Source)
+
+	for _, h := range p.Hosts {
+		for _, bind := range h.Spec.Binds {
+			assert.True(t, strings.HasPrefix(bind.Source, "/lab/"), "%s binds %s from outside the lab directory", h.Host.Name, bind.Source)
+		}
+		assert.Equal(t, "/lab/hosts/"+h.Host.Name+"/ns", h.Spec.Root)
+	}
+}
+
+func TestHostsFileResolvesReachableAddresses(t *testing.T) {
+	p := testPlan(t, 2)
+	lookup := func(from, name string) string {
+		for _, line := range strings.Split(string(host(t, p, from).Spec.HostsFile), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[1] == name {
+				return f[0]
+			}
+		}
+		t.Fatalf("%s cannot resolve %s", from, name)
+		return ""
+	}
+	assert.Equal(t, "198.18.5.10", lookup("client", "broker.choria.local"), "the client reaches the broker on choria.clients")
+	assert.Equal(t, "198.18.0.10", lookup("server1", "broker.choria.local"), "servers reach it on choria.servers")
+	assert.Equal(t, "198.18.4.10", lookup("provisioner", "broker.choria.local"))
+	assert.Equal(t, "198.18.5.30", lookup("client", "aaa.choria.local"))
+	assert.Equal(t, "198.18.6.50", lookup("replicator", "nats.choria.local"))
+	assert.Equal(t, "198.18.0.60", lookup("server2", "plugins.choria.local"))
+	assert.Equal(t, "198.18.1.1", lookup("client", "server1.choria.local"), "names resolve even where the address is unreachable")
+	assert.Contains(t, string(host(t, p, "nats").Spec.HostsFile), "127.0.0.1\tlocalhost")
+}
+
+func TestFindProgramsReportsEveryMissingOne(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"choria", "nats-server"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/sh\n"), 0o755))
+	}
+	t.Setenv("PATH", dir)
+	_, err := FindPrograms(nil)
+	require.Error(t, err)
+	msg := err.Error()
+	for _, n := range []string{"choria-provisioner", "aaasvc", "stream-replicator", "nats (nats-io/natscli)", "nix run .#lab", "nix develop"} {
+		assert.Contains(t, msg, n)
+	}
+	assert.NotContains(t, msg, "choria (go-choria")
+	assert.NotContains(t, msg, "nats-server")
+}

@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Programs are the absolute paths of everything the lab runs.
+type Programs struct {
+	// upstream
+	Choria, Provisioner, AAASvc, StreamReplicator, NATSServer, NATS string
+	// ours
+	ProvisionHelper, Requests, Facts, Lab string
+	// system
+	Nsenter string
+}
+
+// upstreamHints says where each program comes from, for the error message.
+var upstreamHints = []struct{ name, from string }{
+	{"choria", "go-choria 0.30.2 or newer"},
+	{"choria-provisioner", "choria-io/provisioner"},
+	{"aaasvc", "choria-io/aaasvc"},
+	{"stream-replicator", "choria-io/stream-replicator"},
+	{"nats-server", "nats-io/nats-server"},
+	{"nats", "nats-io/natscli"},
+	{"choria-provision-helper", "this repository"},
+	{"requests", "this repository"},
+	{"choria-facts", "this repository"},
+	{"nsenter", "util-linux"},
+}
+
+// FindPrograms looks each program up in extraDirs, then beside this
+// executable (our own programs are installed together), then on PATH. It
+// reports every missing program in one error.
+func FindPrograms(extraDirs []string) (*Programs, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locating choria-lab itself: %w", err)
+	}
+	dirs := append(append([]string(nil), extraDirs...), filepath.Dir(self))
+
+	found := map[string]string{}
+	var missing []string
+	for _, h := range upstreamHints {
+		p, err := lookup(h.name, dirs)
+		if err != nil {
+			missing = append(missing, fmt.Sprintf("%s (%s)", h.name, h.from))
+			continue
+		}
+		found[h.name] = p
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing programs: %s.\nRun the lab with `nix run .#lab`, or enter `nix develop` first, or put them on PATH (or in a directory given with --bin-dir)", strings.Join(missing, ", "))
+	}
+	return &Programs{
+		Choria: found["choria"], Provisioner: found["choria-provisioner"], AAASvc: found["aaasvc"],
+		StreamReplicator: found["stream-replicator"], NATSServer: found["nats-server"], NATS: found["nats"],
+		ProvisionHelper: found["choria-provision-helper"], Requests: found["requests"], Facts: found["choria-facts"],
+		Lab: self, Nsenter: found["nsenter"],
+	}, nil
+}
+
+func lookup(name string, dirs []string) (string, error) {
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return filepath.Abs(p)
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", err
+	}
+	// Choria re-executes itself by argv[0] after provisioning, so every
+	// program is started by absolute path.
+	return filepath.Abs(p)
+}
+
+// PathDirs is a PATH made of the directories the programs live in, for
+// shells and commands run inside the lab's hosts.
+func (p *Programs) PathDirs() string {
+	seen := map[string]bool{}
+	var dirs []string
+	for _, prog := range []string{p.Choria, p.NATS, p.Provisioner, p.AAASvc, p.StreamReplicator, p.NATSServer, p.ProvisionHelper, p.Lab, p.Nsenter} {
+		d := filepath.Dir(prog)
+		if !seen[d] {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	return strings.Join(append(dirs, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"), ":")
+}

@@ -1,0 +1,227 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/reproducible-choria/deployment/internal/netlab"
+)
+
+// Backoff bounds for restarting a process that died.
+const (
+	minBackoff = 250 * time.Millisecond
+	maxBackoff = 30 * time.Second
+	// a process that ran this long is healthy again: its next death restarts at once
+	stableAfter = time.Minute
+	stopGrace   = 5 * time.Second
+)
+
+// Supervisor runs the lab's processes inside their hosts and restarts any
+// that die, with back-off, logging each death.
+type Supervisor struct {
+	env    []string
+	layout Layout
+	report func(format string, args ...any)
+
+	mu       sync.Mutex
+	procs    []*Supervised
+	stopping bool
+	wg       sync.WaitGroup
+	changed  chan struct{}
+	// stopped is closed by Stop, ending back-off waits at once
+	stopped chan struct{}
+}
+
+// Supervised is one process under supervision.
+type Supervised struct {
+	Host    string
+	Process Process
+
+	mu       sync.Mutex
+	pid      int
+	restarts int
+	lastExit string
+	cmd      *exec.Cmd
+}
+
+// Snapshot is a process's state for the status table.
+type Snapshot struct {
+	Host, Name string
+	PID        int
+	Restarts   int
+	LastExit   string
+}
+
+func NewSupervisor(layout Layout, env []string, report func(format string, args ...any)) *Supervisor {
+	return &Supervisor{env: env, layout: layout, report: report, changed: make(chan struct{}, 1), stopped: make(chan struct{})}
+}
+
+// Changed is signalled whenever a process starts or restarts.
+func (s *Supervisor) Changed() <-chan struct{} { return s.changed }
+
+// Start runs p on host and keeps it running until Stop.
+func (s *Supervisor) Start(host *netlab.Host, p Process) (*Supervised, error) {
+	if err := os.MkdirAll(s.layout.Logs(host.Name()), 0o755); err != nil {
+		return nil, fmt.Errorf("creating log directory for %s: %w", host.Name(), err)
+	}
+	sp := &Supervised{Host: host.Name(), Process: p}
+	if err := s.launch(host, sp); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, sp)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.watch(host, sp)
+	return sp, nil
+}
+
+func (s *Supervisor) launch(host *netlab.Host, sp *Supervised) error {
+	logf, err := os.OpenFile(s.layout.ProcessLog(sp.Host, sp.Process.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening log of %s on %s: %w", sp.Process.Name, sp.Host, err)
+	}
+	defer logf.Close()
+	cmd := host.Command(context.Background(), sp.Process.Argv[0], sp.Process.Argv[1:]...)
+	cmd.Env = s.env
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.Dir = "/"
+	// own process group: a Ctrl-C at the terminal reaches the supervisor,
+	// which stops everything in order, not every process at once
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s on %s: %w", sp.Process.Name, sp.Host, err)
+	}
+	sp.mu.Lock()
+	sp.cmd = cmd
+	sp.pid = cmd.Process.Pid
+	sp.mu.Unlock()
+	if s.isStopping() {
+		// Stop ran while this one started and could not signal it
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
+	s.notify()
+	return nil
+}
+
+func (s *Supervisor) notify() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Supervisor) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+func (s *Supervisor) watch(host *netlab.Host, sp *Supervised) {
+	defer s.wg.Done()
+	backoff := minBackoff
+	for {
+		sp.mu.Lock()
+		cmd := sp.cmd
+		sp.mu.Unlock()
+		started := time.Now()
+		err := cmd.Wait()
+		if s.isStopping() {
+			return
+		}
+		status := "exited"
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			status = ee.ProcessState.String()
+		} else if err != nil {
+			status = err.Error()
+		}
+		if time.Since(started) > stableAfter {
+			backoff = minBackoff
+		}
+		sp.mu.Lock()
+		sp.restarts++
+		sp.lastExit = status
+		sp.pid = 0
+		sp.mu.Unlock()
+		s.report("%s on %s died (%s); restarting in %s", sp.Process.Name, sp.Host, status, backoff)
+		for {
+			if !s.sleep(backoff) {
+				return
+			}
+			backoff = min(backoff*2, maxBackoff)
+			err := s.launch(host, sp)
+			if err == nil {
+				break
+			}
+			s.report("%v; retrying in %s", err, backoff)
+		}
+	}
+}
+
+// sleep waits d, or less when the supervisor stops; false means it stopped.
+func (s *Supervisor) sleep(d time.Duration) bool {
+	select {
+	case <-s.stopped:
+		return false
+	case <-time.After(d):
+		return !s.isStopping()
+	}
+}
+
+// Snapshots returns every process's state.
+func (s *Supervisor) Snapshots() []Snapshot {
+	s.mu.Lock()
+	procs := append([]*Supervised(nil), s.procs...)
+	s.mu.Unlock()
+	out := make([]Snapshot, 0, len(procs))
+	for _, sp := range procs {
+		sp.mu.Lock()
+		out = append(out, Snapshot{Host: sp.Host, Name: sp.Process.Name, PID: sp.pid, Restarts: sp.restarts, LastExit: sp.lastExit})
+		sp.mu.Unlock()
+	}
+	return out
+}
+
+// Stop terminates every process, servers first and the broker last, giving
+// each a grace period before killing it.
+func (s *Supervisor) Stop() {
+	s.mu.Lock()
+	if !s.stopping {
+		close(s.stopped)
+	}
+	s.stopping = true
+	procs := append([]*Supervised(nil), s.procs...)
+	s.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].signal(syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(stopGrace):
+		for _, sp := range procs {
+			sp.signal(syscall.SIGKILL)
+		}
+		<-done
+	}
+}
+
+func (sp *Supervised) signal(sig syscall.Signal) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.cmd != nil && sp.cmd.Process != nil && sp.pid != 0 {
+		_ = sp.cmd.Process.Signal(sig)
+	}
+}

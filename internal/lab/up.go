@@ -1,0 +1,495 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/reproducible-choria/deployment/internal/bootstrap"
+	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/pluginpack"
+	"github.com/reproducible-choria/deployment/machines"
+	"github.com/reproducible-choria/deployment/topology"
+)
+
+// Options control `choria-lab up`.
+type Options struct {
+	Dir string
+	// Servers overrides the topology's server count when positive.
+	Servers int
+	// ReferenceTimings keeps the reference's intervals instead of the lab's short ones.
+	ReferenceTimings bool
+	TopologyFile     string
+	BinDirs          []string
+	// Timeout bounds the whole bring-up.
+	Timeout time.Duration
+	Out     io.Writer
+}
+
+// Running is a lab that is up.
+type Running struct {
+	Plan       *Plan
+	net        *netlab.Lab
+	supervisor *Supervisor
+	state      *State
+	out        io.Writer
+	lock       *os.File
+	stateMu    sync.Mutex
+	down       bool
+	// Timings of the phases of bring-up, for the benchmark.
+	Timings PhaseTimes
+}
+
+// PhaseTimes are the durations from the start of Up to each milestone.
+type PhaseTimes struct {
+	Network, Broker, Services, Provisioned time.Duration
+}
+
+// ErrNotRoot explains what the lab needs when it is not run as root.
+var ErrNotRoot = errors.New("choria-lab must run as root: it builds network, UTS and mount namespaces, bridges and overlay mounts (try `sudo choria-lab up`); nothing was changed")
+
+// Up builds the whole deployment and returns once every server is provisioned.
+// On any failure, or when ctx ends first, everything it started is torn down.
+func Up(ctx context.Context, o Options) (_ *Running, err error) {
+	start := time.Now()
+	out := o.Out
+	if out == nil {
+		out = io.Discard
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, "choria-lab: "+format+"\n", args...) }
+
+	// everything that can fail without touching the system comes first
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	progs, err := FindPrograms(o.BinDirs)
+	if err != nil {
+		return nil, err
+	}
+	topo, err := loadTopology(o.TopologyFile, o.Servers)
+	if err != nil {
+		return nil, err
+	}
+	layout := Layout{Dir: o.Dir}
+	plan, err := NewPlan(PlanOptions{Topology: topo, Layout: layout, Programs: progs})
+	if err != nil {
+		return nil, err
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	lock, err := lockDir(layout)
+	if err != nil {
+		return nil, err
+	}
+	r := &Running{Plan: plan, out: out, lock: lock}
+	defer func() {
+		if err != nil {
+			r.Down()
+			if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+				err = fmt.Errorf("%w (bring-up did not finish within %s)", err, timeout)
+			}
+		}
+	}()
+
+	timings := topology.TimingsLab
+	if o.ReferenceTimings {
+		timings = topology.TimingsReference
+	}
+	res, err := bootstrap.Run(bootstrap.Options{
+		Topology: topo, Out: layout.Credentials(), Timings: timings,
+		Render: true, HelperCommand: progs.ProvisionHelper,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bootstrapping credentials: %w", err)
+	}
+	say("credentials in %s (%d new, %d kept; configuration rendered with %s timings)", layout.Credentials(), len(res.Created), len(res.Kept), timings)
+
+	if err := prepareHosts(plan, progs, timings); err != nil {
+		return nil, err
+	}
+
+	netLab, err := netlab.Up(ctx, netlab.Spec{Networks: plan.Networks, Hosts: specs(plan)}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("building the network: %w", err)
+	}
+	r.net = netLab
+	r.Timings.Network = time.Since(start)
+	say("network up: %d hosts on %d networks, sealed from this machine's (%s)", len(plan.Hosts), len(plan.Networks), round(r.Timings.Network))
+
+	r.supervisor = NewSupervisor(layout, plan.Env, func(format string, args ...any) { say(format, args...) })
+	r.state = &State{PID: os.Getpid(), Started: start, Env: plan.Env}
+	for _, hp := range plan.Hosts {
+		h, _ := netLab.Host(hp.Host.Name)
+		addrs := map[string]string{}
+		for n, a := range hp.Host.Addresses {
+			addrs[n] = a.String()
+		}
+		r.state.Hosts = append(r.state.Hosts, HostState{Name: hp.Host.Name, Role: hp.Host.Role, FQDN: hp.FQDN, Addresses: addrs, AnchorPID: h.AnchorPID()})
+	}
+	if err := r.saveState(); err != nil {
+		return nil, err
+	}
+	go r.publishChanges()
+
+	// broker first, then everything that talks to it, then the servers
+	if err := r.startRole(ctx, topology.RoleBroker); err != nil {
+		return nil, err
+	}
+	r.Timings.Broker = time.Since(start)
+	say("broker ready (%s)", round(r.Timings.Broker))
+	var services []string
+	for _, role := range []string{topology.RoleNATS, topology.RolePlugins, topology.RoleProvisioner, topology.RoleAAA, topology.RoleReplicator} {
+		if err := r.startRole(ctx, role); err != nil {
+			return nil, err
+		}
+		services = append(services, role)
+	}
+	r.Timings.Services = time.Since(start)
+	say("services ready: %s (%s)", strings.Join(services, ", "), round(r.Timings.Services))
+
+	if err := r.startRole(ctx, topology.RoleServer); err != nil {
+		return nil, err
+	}
+	if err := r.waitProvisioned(ctx, say); err != nil {
+		return nil, err
+	}
+	r.Timings.Provisioned = time.Since(start)
+	r.state.Ready = true
+	if err := r.saveState(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func loadTopology(file string, servers int) (*topology.Topology, error) {
+	var (
+		t   *topology.Topology
+		err error
+	)
+	if file == "" {
+		t, err = topology.Default()
+	} else {
+		t, err = topology.Load(file)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if servers > 0 {
+		return t.WithServers(servers)
+	}
+	return t, nil
+}
+
+func round(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+
+func specs(p *Plan) []netlab.HostSpec {
+	out := make([]netlab.HostSpec, 0, len(p.Hosts))
+	for _, h := range p.Hosts {
+		out = append(out, h.Spec)
+	}
+	return out
+}
+
+// lockDir makes sure one lab at a time uses a directory.
+func lockDir(l Layout) (*os.File, error) {
+	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating lab directory: %w", err)
+	}
+	f, err := os.OpenFile(l.Lock(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lab lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("a lab is already running in %s (stop it with `choria-lab down`)", l.Dir)
+	}
+	return f, nil
+}
+
+// prepareHosts gives every host fresh directories: servers start
+// unprovisioned, holding nothing but provisioning.jwt and their machines.
+func prepareHosts(p *Plan, progs *Programs, timings string) error {
+	l := p.Layout
+	for _, d := range []string{filepath.Join(l.Dir, "hosts"), filepath.Join(l.Dir, "logs")} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("clearing %s: %w", d, err)
+		}
+	}
+	if err := os.MkdirAll(l.Docroot(), 0o755); err != nil {
+		return fmt.Errorf("creating docroot: %w", err)
+	}
+	tm, err := p.Topology.Timing(timings)
+	if err != nil {
+		return err
+	}
+	machineData, err := requestsAgentManifest(p, progs)
+	if err != nil {
+		return err
+	}
+	facts, err := machines.RenderFacts(machines.FactsOptions{Interval: tm.FactsInterval.Duration})
+	if err != nil {
+		return err
+	}
+	serverRole := p.Topology.Roles[topology.RoleServer]
+	agentDir := filepath.Join(serverRole.StateDir, "plugins", "mcollective", "agent")
+	externalAgents, err := machines.RenderExternalAgents(machines.ExternalAgentsOptions{PluginsDirectory: agentDir})
+	if err != nil {
+		return err
+	}
+	provJWT, err := os.ReadFile(filepath.Join(l.Credentials(), filepath.FromSlash(bootstrap.FileProvisioningJWT)))
+	if err != nil {
+		return fmt.Errorf("reading provisioning token: %w", err)
+	}
+	checkChoria, err := machines.Definition(machines.CheckChoria)
+	if err != nil {
+		return err
+	}
+
+	for _, hp := range p.Hosts {
+		name := hp.Host.Name
+		dirs := []string{l.HostLog(name), l.HostState(name), l.HostHome(name), l.Logs(name)}
+		if hp.Host.Role == topology.RoleServer {
+			dirs = append(dirs, l.HostEtcChoria(name))
+		}
+		for _, d := range dirs {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("preparing %s: %w", name, err)
+			}
+		}
+		var files []struct {
+			path string
+			data []byte
+			mode os.FileMode
+		}
+		add := func(path string, data []byte, mode os.FileMode) {
+			files = append(files, struct {
+				path string
+				data []byte
+				mode os.FileMode
+			}{path, data, mode})
+		}
+		switch hp.Host.Role {
+		case topology.RoleServer:
+			etc := l.HostEtcChoria(name)
+			add(filepath.Join(etc, "provisioning.jwt"), provJWT, 0o600)
+			add(filepath.Join(etc, "machine", machines.Facts, "machine.yaml"), facts, 0o644)
+			add(filepath.Join(etc, "machine", machines.ExternalAgents, "machine.yaml"), externalAgents, 0o644)
+			add(filepath.Join(etc, "machine", machines.ExternalAgents, "machine_data.json"), machineData, 0o644)
+			// a provisioned server logs errors until its agent directory exists
+			if err := os.MkdirAll(filepath.Join(l.HostState(name), "plugins", "mcollective", "agent"), 0o755); err != nil {
+				return err
+			}
+		case topology.RoleClient:
+			add(filepath.Join(l.HostHome(name), "plugins", machines.CheckChoria, "machine.yaml"), checkChoria, 0o644)
+		}
+		for _, f := range files {
+			if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
+				return fmt.Errorf("preparing %s: %w", name, err)
+			}
+		}
+		if hp.Host.Role == topology.RoleServer {
+			gather := filepath.Join(l.HostEtcChoria(name), "machine", machines.Facts, "gather")
+			if err := os.Symlink(progs.Facts, gather); err != nil {
+				return fmt.Errorf("preparing %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// requestsAgentManifest packs the requests agent into the docroot and
+// returns the external agents machine's signed machine_data.json.
+func requestsAgentManifest(p *Plan, progs *Programs) ([]byte, error) {
+	plugin, file, err := pluginpack.RequestsAgent(pluginpack.RequestsOptions{Binary: progs.Requests})
+	if err != nil {
+		return nil, err
+	}
+	archive, err := pluginpack.Build(plugin)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pluginpack.WriteArchive(archive, p.Layout.Docroot(), file); err != nil {
+		return nil, err
+	}
+	t := p.Topology
+	url := fmt.Sprintf("http://%s/%s", t.FQDN(t.MustHost(topology.RolePlugins).Name), file)
+	if t.Ports.PluginsHTTP != 80 {
+		url = fmt.Sprintf("http://%s:%d/%s", t.FQDN(t.MustHost(topology.RolePlugins).Name), t.Ports.PluginsHTTP, file)
+	}
+	entry, err := archive.Entry(url)
+	if err != nil {
+		return nil, err
+	}
+	manifest, err := pluginpack.EncodeManifest([]pluginpack.Entry{entry})
+	if err != nil {
+		return nil, err
+	}
+	key, err := pluginpack.LoadSeedFile(filepath.Join(p.Layout.Credentials(), filepath.FromSlash(bootstrap.FilePluginSignerSeed)))
+	if err != nil {
+		return nil, err
+	}
+	spec, err := pluginpack.Sign(manifest, key)
+	if err != nil {
+		return nil, err
+	}
+	return pluginpack.MachineData(spec, "spec")
+}
+
+// startRole starts every process of the role's hosts and waits until they serve.
+func (r *Running) startRole(ctx context.Context, role string) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(r.Plan.Hosts))
+	for _, hp := range r.Plan.Hosts {
+		if hp.Host.Role != role {
+			continue
+		}
+		h, ok := r.net.Host(hp.Host.Name)
+		if !ok {
+			return fmt.Errorf("host %s is missing from the network", hp.Host.Name)
+		}
+		for _, p := range hp.Processes {
+			if _, err := r.supervisor.Start(h, p); err != nil {
+				return err
+			}
+			if p.Ready == "" {
+				continue
+			}
+			wg.Add(1)
+			go func(p Process) {
+				defer wg.Done()
+				if err := waitTCP(ctx, h, p.Ready); err != nil {
+					errs <- fmt.Errorf("%s on %s did not start serving on %s: %w (see %s)", p.Name, hp.Host.Name, p.Ready, err, r.Plan.Layout.ProcessLog(hp.Host.Name, p.Name))
+				}
+			}(p)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func waitTCP(ctx context.Context, h *netlab.Host, addr string) error {
+	for {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := h.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Provisioned tells whether a server holds the configuration and token the
+// provisioner gave it.
+func (l Layout) Provisioned(server string) bool {
+	etc := l.HostEtcChoria(server)
+	if _, err := os.Stat(filepath.Join(etc, "server.jwt")); err != nil {
+		return false
+	}
+	conf, err := os.ReadFile(filepath.Join(etc, "server.conf"))
+	return err == nil && strings.Contains(string(conf), "\nidentity=")
+}
+
+func (r *Running) waitProvisioned(ctx context.Context, say func(string, ...any)) error {
+	var servers []string
+	for _, hp := range r.Plan.Hosts {
+		if hp.Host.Role == topology.RoleServer {
+			servers = append(servers, hp.Host.Name)
+		}
+	}
+	last := -1
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := 0
+		var waiting []string
+		for _, s := range servers {
+			if r.Plan.Layout.Provisioned(s) {
+				n++
+			} else {
+				waiting = append(waiting, s)
+			}
+		}
+		if n != last {
+			say("servers provisioned %d of %d", n, len(servers))
+			last = n
+		}
+		if n == len(servers) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d servers were not provisioned (%s): see the provisioner's log %s", len(waiting), len(servers), strings.Join(waiting, ", "), r.Plan.Layout.ProcessLog(r.Plan.Topology.MustHost(topology.RoleProvisioner).Name, "provisioner"))
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Running) saveState() error {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	if r.down {
+		return nil
+	}
+	if r.supervisor != nil {
+		snaps := r.supervisor.Snapshots()
+		for i := range r.state.Hosts {
+			r.state.Hosts[i].Processes = nil
+			for _, s := range snaps {
+				if s.Host == r.state.Hosts[i].Name {
+					r.state.Hosts[i].Processes = append(r.state.Hosts[i].Processes, s)
+				}
+			}
+		}
+	}
+	return writeState(r.Plan.Layout.State(), r.state)
+}
+
+// publishChanges keeps lab.json current as processes restart.
+func (r *Running) publishChanges() {
+	for range r.supervisor.Changed() {
+		if err := r.saveState(); err != nil {
+			fmt.Fprintf(r.out, "choria-lab: %v\n", err)
+		}
+	}
+}
+
+// Down stops every process, removes the namespaces, bridges and mounts,
+// and releases the directory. It is safe to call more than once.
+func (r *Running) Down() {
+	if r.supervisor != nil {
+		r.supervisor.Stop()
+	}
+	if r.net != nil {
+		_ = r.net.Close()
+	}
+	r.stateMu.Lock()
+	r.down = true
+	r.stateMu.Unlock()
+	removeState(r.Plan.Layout)
+	if r.lock != nil {
+		r.lock.Close()
+		r.lock = nil
+	}
+}
