@@ -58,7 +58,13 @@
       formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
 
       checks = forAllSystems (pkgs: {
-        inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) choria-reference;
+        inherit (self.packages.${pkgs.stdenv.hostPlatform.system})
+          choria-reference
+          choria
+          choria-provisioner
+          aaasvc
+          stream-replicator
+          ;
 
         formatting =
           let

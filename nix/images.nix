@@ -8,6 +8,7 @@
 {
   lib,
   dockerTools,
+  fakeNss,
   writeShellScriptBin,
   bashInteractive,
   coreutils,
@@ -27,7 +28,7 @@ let
   ports = topology.ports;
   uid = "1000";
 
-  users = dockerTools.fakeNss.override {
+  users = fakeNss.override {
     extraPasswdLines = [ "choria:x:${uid}:${uid}:Choria:/home/choria:/bin/sh" ];
     extraGroupLines = [ "choria:x:${uid}:" ];
   };

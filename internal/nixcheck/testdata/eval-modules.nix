@@ -83,9 +83,9 @@ let
     formats.json = { }: format;
     formats.yaml = { }: format;
     jq = drv "jq" { outPath = "/usr"; };
+    fakeNss = drv "fakeNss" { override = args: builtins.deepSeq args (drv "fakeNss" { }); };
     dockerTools = {
       streamLayeredImage = args: builtins.deepSeq args.config (drv args.name { imageArgs = args; });
-      fakeNss = drv "fakeNss" { override = args: builtins.deepSeq args (drv "fakeNss" { }); };
       caCertificates = drv "ca-certificates" { };
     };
   }
