@@ -60,7 +60,10 @@ let
       '';
       config = {
         User = user;
-        Env = [ "USER=${if user == "0" then "root" else "choria"}" ];
+        Env = [
+          "PATH=/bin"
+          "USER=${if user == "0" then "root" else "choria"}"
+        ];
       }
       // config;
     };
