@@ -42,6 +42,9 @@ func main() {
 	execHost := execCmd.Arg("host", "Host name").Required().String()
 	execArgv := execCmd.Arg("command", "Command and arguments (after --)").Required().Strings()
 
+	login := app.Command("login", "Log the client in with `choria login`, answering its prompts with the user's generated password")
+	loginUser := login.Arg("user", "AAA user: admin, streams or choria").Default("choria").String()
+
 	status := app.Command("status", "Show the hosts, their processes and health")
 
 	logs := app.Command("logs", "Show the logs of a host's processes")
@@ -68,6 +71,8 @@ func main() {
 		code, err = enter(layout, *shellHost, []string{"/bin/bash", "--login"})
 	case execCmd.FullCommand():
 		code, err = enter(layout, *execHost, *execArgv)
+	case login.FullCommand():
+		err = runLogin(ctx, layout, *loginUser)
 	case status.FullCommand():
 		var st *lab.State
 		if st, err = lab.ReadState(layout); err == nil {
@@ -127,6 +132,24 @@ func runDown(l lab.Layout, purge bool) error {
 		}
 		fmt.Println("choria-lab: removed " + l.Dir)
 	}
+	return nil
+}
+
+func runLogin(ctx context.Context, l lab.Layout, user string) error {
+	st, err := lab.ReadState(l)
+	if err != nil {
+		return err
+	}
+	pw, err := l.UserPassword(user)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := lab.Login(ctx, st, "client", user, pw); err != nil {
+		return err
+	}
+	fmt.Printf("choria-lab: the client is logged in as %s\n", user)
 	return nil
 }
 

@@ -257,6 +257,7 @@ func TestServerSettingsParseUpstream(t *testing.T) {
 	assert.Equal(t, "/etc/choria/machine", cfg.Choria.MachineSourceDir)
 	assert.Equal(t, "/var/lib/choria/plugins", cfg.Choria.RegistryServiceStore)
 	assert.Equal(t, []string{"/var/lib/choria/plugins"}, cfg.LibDir)
+	assert.Equal(t, []string{"/var/lib/choria/plugins"}, cfg.Choria.RubyLibdir, "where external agents are found")
 	assert.Equal(t, "/etc/choria/facts.json", cfg.FactSourceFile)
 	assert.Equal(t, []string{"inventory_content"}, cfg.Registration)
 	assert.Equal(t, int(topo.Timings[topology.TimingsLab].RegistrationInterval.Seconds()), cfg.RegisterInterval)

@@ -136,7 +136,9 @@ func (s *state) serverSettings() (*conf, error) {
 	c.set("plugin.security.provider", "choria")
 	c.set("plugin.choria.machine.store", path.Join(srv.ConfigDir, "machine"))
 	c.set("plugin.choria.services.registry.store", pluginsDir)
+	// external agents are found under the mcorpc libdir, not the legacy libdir
 	c.set("libdir", pluginsDir)
+	c.set("plugin.choria.agent_provider.mcorpc.libdir", pluginsDir)
 	c.set("plugin.yaml", path.Join(srv.ConfigDir, "facts.json"))
 	c.set("registration", "inventory_content")
 	c.set("registerinterval", seconds(tm.RegistrationInterval))

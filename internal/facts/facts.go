@@ -28,7 +28,15 @@ type Gatherer struct {
 }
 
 // SysInfo gathers facts the same way the reference gatherer does.
-func SysInfo() (any, error) {
+func SysInfo() (_ any, err error) {
+	// sysinfo dereferences what it fails to look up (an interface listed
+	// in /sys but missing from the network namespace, for one); report
+	// that as an error instead of a crash with a stack trace
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sysinfo failed: %v", r)
+		}
+	}()
 	si := &sysinfo.SysInfo{}
 	si.GetSysInfo()
 	return si, nil

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -54,6 +55,19 @@ func FindPrograms(extraDirs []string) (*Programs, error) {
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("missing programs: %s.\nRun the lab with `nix run .#lab`, or enter `nix develop` first, or put them on PATH (or in a directory given with --bin-dir)", strings.Join(missing, ", "))
+	}
+	// the hosts get their own /tmp and /root, so programs there are invisible inside
+	var hidden []string
+	for name, p := range found {
+		for _, d := range []string{"/tmp/", "/root/"} {
+			if strings.HasPrefix(p, d) {
+				hidden = append(hidden, fmt.Sprintf("%s (%s)", name, p))
+			}
+		}
+	}
+	if len(hidden) > 0 {
+		sort.Strings(hidden)
+		return nil, fmt.Errorf("programs under /tmp or /root cannot be run inside the lab's hosts, which have their own: %s; install them elsewhere (for example /usr/local/bin) or use `nix run .#lab`", strings.Join(hidden, ", "))
 	}
 	return &Programs{
 		Choria: found["choria"], Provisioner: found["choria-provisioner"], AAASvc: found["aaasvc"],

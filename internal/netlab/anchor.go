@@ -138,6 +138,12 @@ func setupHost(c anchorConfig) error {
 			return fmt.Errorf("mount overlay on %s (%s): %w%s", d, opts, err, hint)
 		}
 	}
+	// A sysfs mounted from inside the host's network namespace lists its
+	// own interfaces; the inherited one lists the machine's, which do not
+	// exist here (fact gatherers walking /sys/class/net then crash).
+	if err := unix.Mount("sysfs", "/sys", "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount sysfs on /sys: %w", err)
+	}
 	for _, m := range []struct {
 		fd     int
 		target string
