@@ -51,6 +51,10 @@ func main() {
 	logsHost := logs.Arg("host", "Host name").Required().String()
 	follow := logs.Flag("follow", "Keep printing new lines").Short('f').UnNegatableBool()
 
+	bench := app.Command("bench", "Bring up fresh labs and measure them: seconds to broker ready, all provisioned, all answering ping; provisioning rate; peak memory")
+	benchServers := bench.Flag("servers", "Server counts to measure (repeatable)").Default("10", "50").Ints()
+	benchBinDirs := bench.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
+
 	serve := app.Command(lab.ServeHTTPCommand, "Serve the plugins web root (runs inside the plugins host)").Hidden()
 	serveRoot := serve.Flag("root", "Web root").Required().String()
 	serveListen := serve.Flag("listen", "Listen address").Default(":80").String()
@@ -80,6 +84,10 @@ func main() {
 		}
 	case logs.FullCommand():
 		err = lab.WriteLogs(os.Stdout, layout, *logsHost, *follow, ctx.Done())
+	case bench.FullCommand():
+		var results []lab.BenchResult
+		results, err = lab.Bench(ctx, lab.Options{Dir: *dir, BinDirs: *benchBinDirs, Timeout: 5 * time.Minute, Out: os.Stderr}, *benchServers, os.Stderr)
+		lab.WriteBench(os.Stdout, results)
 	case serve.FullCommand():
 		err = lab.ServeHTTP(ctx, *serveRoot, *serveListen, os.Stdout)
 	}

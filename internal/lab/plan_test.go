@@ -18,7 +18,7 @@ func testPrograms() *Programs {
 	return &Programs{
 		Choria: "/opt/up/choria", Provisioner: "/opt/up/choria-provisioner", AAASvc: "/opt/up/aaasvc",
 		StreamReplicator: "/opt/up/stream-replicator", NATSServer: "/opt/nats/nats-server", NATS: "/opt/nats/nats",
-		ProvisionHelper: "/opt/ours/choria-provision-helper", Requests: "/opt/ours/requests", Facts: "/opt/ours/choria-facts",
+		ProvisionHelper: "/opt/ours/choria-provision-helper", Requests: "/opt/ours/requests", Facts: "/opt/ours/choria-facts", PluginPack: "/opt/ours/choria-plugin-pack",
 		Lab: "/opt/ours/choria-lab", Nsenter: "/usr/bin/nsenter",
 	}
 }

@@ -14,7 +14,7 @@ type Programs struct {
 	// upstream
 	Choria, Provisioner, AAASvc, StreamReplicator, NATSServer, NATS string
 	// ours
-	ProvisionHelper, Requests, Facts, Lab string
+	ProvisionHelper, Requests, Facts, PluginPack, Lab string
 	// system
 	Nsenter string
 }
@@ -30,6 +30,7 @@ var upstreamHints = []struct{ name, from string }{
 	{"choria-provision-helper", "this repository"},
 	{"requests", "this repository"},
 	{"choria-facts", "this repository"},
+	{"choria-plugin-pack", "this repository"},
 	{"nsenter", "util-linux"},
 }
 
@@ -72,9 +73,22 @@ func FindPrograms(extraDirs []string) (*Programs, error) {
 	return &Programs{
 		Choria: found["choria"], Provisioner: found["choria-provisioner"], AAASvc: found["aaasvc"],
 		StreamReplicator: found["stream-replicator"], NATSServer: found["nats-server"], NATS: found["nats"],
-		ProvisionHelper: found["choria-provision-helper"], Requests: found["requests"], Facts: found["choria-facts"],
-		Lab: self, Nsenter: found["nsenter"],
+		ProvisionHelper: found["choria-provision-helper"], Requests: found["requests"], Facts: found["choria-facts"], PluginPack: found["choria-plugin-pack"],
+		Lab: labBinary(self, dirs), Nsenter: found["nsenter"],
 	}, nil
+}
+
+// labBinary is the choria-lab that runs the plugins host's web server:
+// this executable, unless it is something else (a test binary) and a
+// choria-lab is installed beside the other programs.
+func labBinary(self string, dirs []string) string {
+	if filepath.Base(self) == "choria-lab" {
+		return self
+	}
+	if p, err := lookup("choria-lab", dirs); err == nil {
+		return p
+	}
+	return self
 }
 
 func lookup(name string, dirs []string) (string, error) {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,7 +16,6 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/bootstrap"
 	"github.com/reproducible-choria/deployment/internal/netlab"
-	"github.com/reproducible-choria/deployment/internal/pluginpack"
 	"github.com/reproducible-choria/deployment/machines"
 	"github.com/reproducible-choria/deployment/topology"
 )
@@ -313,41 +314,34 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 }
 
 // requestsAgentManifest packs the requests agent into the docroot and
-// returns the external agents machine's signed machine_data.json.
+// returns the external agents machine's signed machine_data.json. It runs
+// choria-plugin-pack, the packager the Nix build uses, in its own process:
+// archiving a 10 MB binary would otherwise set the supervisor's peak memory.
 func requestsAgentManifest(p *Plan, progs *Programs) ([]byte, error) {
-	plugin, file, err := pluginpack.RequestsAgent(pluginpack.RequestsOptions{Binary: progs.Requests})
-	if err != nil {
-		return nil, err
-	}
-	archive, err := pluginpack.Build(plugin)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := pluginpack.WriteArchive(archive, p.Layout.Docroot(), file); err != nil {
-		return nil, err
-	}
 	t := p.Topology
-	url := fmt.Sprintf("http://%s/%s", t.FQDN(t.MustHost(topology.RolePlugins).Name), file)
+	base := "http://" + t.FQDN(t.MustHost(topology.RolePlugins).Name)
 	if t.Ports.PluginsHTTP != 80 {
-		url = fmt.Sprintf("http://%s:%d/%s", t.FQDN(t.MustHost(topology.RolePlugins).Name), t.Ports.PluginsHTTP, file)
+		base += ":" + strconv.Itoa(t.Ports.PluginsHTTP)
 	}
-	entry, err := archive.Entry(url)
-	if err != nil {
+	work := filepath.Join(p.Layout.Dir, "plugins")
+	if err := os.MkdirAll(work, 0o700); err != nil {
 		return nil, err
 	}
-	manifest, err := pluginpack.EncodeManifest([]pluginpack.Entry{entry})
-	if err != nil {
-		return nil, err
+	manifest := filepath.Join(work, "server-plugins.json")
+	machineData := filepath.Join(work, "machine_data.json")
+	for _, argv := range [][]string{
+		{progs.PluginPack, "requests", "--binary", progs.Requests, "--out-dir", p.Layout.Docroot(), "--base-url", base, "--manifest", manifest},
+		{progs.PluginPack, "sign", manifest, filepath.Join(p.Layout.Credentials(), filepath.FromSlash(bootstrap.FilePluginSignerSeed)), "--output", filepath.Join(work, "server-plugins.spec.json"), "--machine-data", machineData},
+	} {
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("packing the requests agent (%s %s): %w: %s", filepath.Base(argv[0]), argv[1], err, strings.TrimSpace(string(out)))
+		}
 	}
-	key, err := pluginpack.LoadSeedFile(filepath.Join(p.Layout.Credentials(), filepath.FromSlash(bootstrap.FilePluginSignerSeed)))
+	b, err := os.ReadFile(machineData)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the requests agent's machine data: %w", err)
 	}
-	spec, err := pluginpack.Sign(manifest, key)
-	if err != nil {
-		return nil, err
-	}
-	return pluginpack.MachineData(spec, "spec")
+	return b, nil
 }
 
 // startRole starts every process of the role's hosts and waits until they serve.

@@ -1,0 +1,261 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/reproducible-choria/deployment/internal/netlab"
+)
+
+func TestMain(m *testing.M) {
+	// the lab's namespaces are held by this binary re-executed as anchors
+	netlab.RunAnchorIfRequested()
+	os.Exit(m.Run())
+}
+
+// upstreamDirs finds the upstream programs, or skips the test in one line.
+func upstreamDirs(t *testing.T) []string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the lab needs root")
+	}
+	var dirs []string
+	if d := os.Getenv("CHORIA_LAB_BIN_DIR"); d != "" {
+		dirs = append(dirs, d)
+	}
+	for _, p := range []string{"choria", "choria-provisioner", "aaasvc", "stream-replicator", "nats-server", "nats"} {
+		found := false
+		for _, d := range dirs {
+			if _, err := os.Stat(filepath.Join(d, p)); err == nil {
+				found = true
+			}
+		}
+		if _, err := exec.LookPath(p); err == nil {
+			found = true
+		}
+		if !found {
+			t.Skipf("skipping: upstream program %s not found on PATH or in $CHORIA_LAB_BIN_DIR", p)
+		}
+	}
+	return dirs
+}
+
+// buildOurs builds this repository's programs where the lab's hosts can see
+// them: not under /tmp or /root, which every host has its own of.
+func buildOurs(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "choria-lab-test-bin-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	out, err := exec.Command("go", "build", "-o", dir+"/", "../../cmd/...").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return dir
+}
+
+func labPIDs(st *State) []int {
+	var pids []int
+	for _, h := range st.Hosts {
+		pids = append(pids, h.AnchorPID)
+		for _, p := range h.Processes {
+			if p.PID > 0 {
+				pids = append(pids, p.PID)
+			}
+		}
+	}
+	return pids
+}
+
+func assertAllGone(t *testing.T, pids []int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, pid := range pids {
+		for alive(pid) && !zombie(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		assert.False(t, alive(pid) && !zombie(pid), "process %d of the lab survived", pid)
+	}
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] == "Z"
+}
+
+func TestLabEndToEnd(t *testing.T) {
+	dirs := append(upstreamDirs(t), buildOurs(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	r, err := Up(ctx, Options{Dir: t.TempDir(), BinDirs: dirs, Servers: 10, Out: &progress})
+	require.NoError(t, err, progress.String())
+	downed := false
+	defer func() {
+		if !downed {
+			r.Down()
+		}
+	}()
+	assert.Contains(t, progress.String(), "servers provisioned 10 of 10")
+	layout := r.Plan.Layout
+
+	st, err := ReadState(layout)
+	require.NoError(t, err)
+	assert.True(t, st.Ready)
+	assert.Len(t, st.Hosts, 17)
+
+	t.Run("every server is provisioned by the real provisioner", func(t *testing.T) {
+		for i := 1; i <= 10; i++ {
+			name := r.Plan.Topology.ServerName(i)
+			conf, err := os.ReadFile(filepath.Join(layout.HostEtcChoria(name), "server.conf"))
+			require.NoError(t, err)
+			assert.Contains(t, string(conf), "from provisioner_signer", name)
+			assert.Contains(t, string(conf), "identity="+name+".choria.local", name)
+		}
+	})
+
+	t.Run("the client logs in and every server answers ping", func(t *testing.T) {
+		pw, err := layout.UserPassword("choria")
+		require.NoError(t, err)
+		_, err = Login(ctx, st, "client", "choria", pw)
+		require.NoError(t, err)
+		require.NoError(t, waitPing(ctx, st, 10, time.Minute))
+	})
+
+	t.Run("isolation as in the reference", func(t *testing.T) {
+		client, _ := r.net.Host("client")
+		c, err := client.DialContext(ctx, "tcp", "broker.choria.local:4222")
+		require.NoError(t, err, "the client reaches the broker")
+		c.Close()
+		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer dcancel()
+		_, err = client.DialContext(dctx, "tcp", "198.18.1.1:4222")
+		assert.Error(t, err, "the client must not reach a server")
+		nats, _ := r.net.Host("nats")
+		_, err = nats.DialContext(dctx, "tcp", "198.18.4.10:4222")
+		assert.Error(t, err, "the NATS host must not reach the broker")
+	})
+
+	t.Run("a dead process is restarted", func(t *testing.T) {
+		var victim Snapshot
+		for _, s := range r.supervisor.Snapshots() {
+			if s.Host == "server3" {
+				victim = s
+			}
+		}
+		require.NotZero(t, victim.PID)
+		require.NoError(t, syscall.Kill(victim.PID, syscall.SIGKILL))
+		require.Eventually(t, func() bool {
+			for _, s := range r.supervisor.Snapshots() {
+				if s.Host == "server3" && s.PID != 0 && s.PID != victim.PID && s.Restarts == 1 {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 50*time.Millisecond)
+		assert.NoError(t, waitPing(ctx, st, 10, time.Minute), "server3 answers again")
+		logs, err := os.ReadFile(layout.ProcessLog("server3", "server"))
+		require.NoError(t, err)
+		assert.NotEmpty(t, logs)
+	})
+
+	t.Run("down leaves nothing behind", func(t *testing.T) {
+		st, err := ReadState(layout)
+		require.NoError(t, err)
+		pids := labPIDs(st)
+		r.Down()
+		downed = true
+		assertAllGone(t, pids, 5*time.Second)
+		_, err = ReadState(layout)
+		assert.True(t, errors.Is(err, ErrNotRunning))
+	})
+}
+
+func TestLabCrashLeavesNothing(t *testing.T) {
+	dirs := append(upstreamDirs(t), buildOurs(t))
+	dir := t.TempDir()
+	args := []string{"--dir", dir, "up", "--servers", "2"}
+	for _, d := range dirs {
+		args = append(args, "--bin-dir", d)
+	}
+	cmd := exec.Command(filepath.Join(dirs[len(dirs)-1], "choria-lab"), args...)
+	require.NoError(t, cmd.Start())
+	layout := Layout{Dir: dir}
+	var st *State
+	require.Eventually(t, func() bool {
+		s, err := ReadState(layout)
+		if err == nil && s.Ready {
+			st = s
+			return true
+		}
+		return false
+	}, 2*time.Minute, 100*time.Millisecond)
+	pids := labPIDs(st)
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	assertAllGone(t, pids, 5*time.Second)
+}
+
+func TestLabFailedStartLeavesNothing(t *testing.T) {
+	dirs := append(upstreamDirs(t), buildOurs(t))
+	// an aaasvc that never serves: the lab must give up and clean up
+	broken := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(broken, "aaasvc"), []byte("#!/bin/sh\necho 'refusing to start' >&2\nexit 1\n"), 0o755))
+	brokenDir, err := os.MkdirTemp("/var/tmp", "choria-lab-test-broken-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(brokenDir) })
+	require.NoError(t, os.Rename(filepath.Join(broken, "aaasvc"), filepath.Join(brokenDir, "aaasvc")))
+
+	dir := t.TempDir()
+	before := anchorsRunning(t)
+	_, err = Up(context.Background(), Options{Dir: dir, BinDirs: append([]string{brokenDir}, dirs...), Servers: 2, Timeout: 8 * time.Second})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "aaasvc on aaa did not start serving")
+	assert.Contains(t, err.Error(), filepath.Join(dir, "logs", "aaa", "aaasvc.log"))
+	log, rerr := os.ReadFile(filepath.Join(dir, "logs", "aaa", "aaasvc.log"))
+	require.NoError(t, rerr)
+	assert.Contains(t, string(log), "refusing to start")
+	_, serr := os.Stat(filepath.Join(dir, "lab.json"))
+	assert.True(t, os.IsNotExist(serr), "no state of a lab that is not running")
+	assert.Equal(t, before, anchorsRunning(t), "no anchor survives a failed start")
+}
+
+func TestLabRefusesMissingProgramsBeforeTouchingAnything(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the root check comes first without root")
+	}
+	t.Setenv("PATH", t.TempDir())
+	dir := filepath.Join(t.TempDir(), "lab")
+	_, err := Up(context.Background(), Options{Dir: dir})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "missing programs")
+	_, serr := os.Stat(dir)
+	assert.True(t, os.IsNotExist(serr), "the lab directory must not be created")
+}
+
+func anchorsRunning(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	n := 0
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(b), "netlab-anchor") {
+			n++
+		}
+	}
+	return n
+}
