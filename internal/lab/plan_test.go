@@ -1,10 +1,14 @@
 package lab
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -143,4 +147,33 @@ func TestFindProgramsReportsEveryMissingOne(t *testing.T) {
 	}
 	assert.NotContains(t, msg, "choria (go-choria")
 	assert.NotContains(t, msg, "nats-server")
+}
+
+func TestUpWithoutRootChangesNothing(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// as root, run this same test again as nobody, from a copy nobody
+		// may execute (go test's build directory is root's alone)
+		self, err := os.ReadFile(os.Args[0])
+		require.NoError(t, err)
+		dir, err := os.MkdirTemp("", "nonroot-")
+		require.NoError(t, err)
+		defer os.RemoveAll(dir)
+		require.NoError(t, os.Chmod(dir, 0o755))
+		bin := filepath.Join(dir, "lab.test")
+		require.NoError(t, os.WriteFile(bin, self, 0o755))
+		cmd := exec.Command(bin, "-test.run", "^TestUpWithoutRootChangesNothing$", "-test.v")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "--- PASS: TestUpWithoutRootChangesNothing")
+		return
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("choria-lab-nonroot-%d", os.Getpid()), "lab")
+	_, err := Up(context.Background(), Options{Dir: dir})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "root is required")
+	assert.Contains(t, err.Error(), "nothing was changed")
+	_, serr := os.Stat(dir)
+	assert.True(t, os.IsNotExist(serr))
 }

@@ -53,9 +53,6 @@ type PhaseTimes struct {
 	Network, Broker, Services, Provisioned time.Duration
 }
 
-// ErrNotRoot explains what the lab needs when it is not run as root.
-var ErrNotRoot = errors.New("choria-lab must run as root: it builds network, UTS and mount namespaces, bridges and overlay mounts (try `sudo choria-lab up`); nothing was changed")
-
 // Up builds the whole deployment and returns once every server is provisioned.
 // On any failure, or when ctx ends first, everything it started is torn down.
 func Up(ctx context.Context, o Options) (_ *Running, err error) {
@@ -67,8 +64,11 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	say := func(format string, args ...any) { fmt.Fprintf(out, "choria-lab: "+format+"\n", args...) }
 
 	// everything that can fail without touching the system comes first
-	if os.Geteuid() != 0 {
-		return nil, ErrNotRoot
+	if err := netlab.Preflight(); err != nil {
+		if errors.Is(err, netlab.ErrNotRoot) {
+			return nil, fmt.Errorf("%w (for example `sudo choria-lab up`, or `sudo nix run .#lab`); nothing was changed", err)
+		}
+		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
 	progs, err := FindPrograms(o.BinDirs)
 	if err != nil {
