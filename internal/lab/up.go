@@ -64,15 +64,15 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	say := func(format string, args ...any) { fmt.Fprintf(out, "choria-lab: "+format+"\n", args...) }
 
 	// everything that can fail without touching the system comes first
-	if err := netlab.Preflight(); err != nil {
-		if errors.Is(err, netlab.ErrNotRoot) {
-			return nil, fmt.Errorf("%w (for example `sudo choria-lab up`, or `sudo nix run .#lab`); nothing was changed", err)
-		}
-		return nil, fmt.Errorf("%w; nothing was changed", err)
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w (for example `sudo choria-lab up`, or `sudo nix run .#lab`); nothing was changed", netlab.ErrNotRoot)
 	}
 	progs, err := FindPrograms(o.BinDirs)
 	if err != nil {
 		return nil, err
+	}
+	if err := netlab.Preflight(); err != nil {
+		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
 	topo, err := loadTopology(o.TopologyFile, o.Servers)
 	if err != nil {
