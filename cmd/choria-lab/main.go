@@ -72,7 +72,8 @@ func main() {
 	case down.FullCommand():
 		err = runDown(layout, *purge)
 	case shell.FullCommand():
-		code, err = enter(layout, *shellHost, []string{"/bin/bash", "--login"})
+		// start in the home directory, as a login would
+		code, err = enter(layout, *shellHost, []string{"/bin/sh", "-c", "cd /root && exec /bin/bash --login"})
 	case execCmd.FullCommand():
 		code, err = enter(layout, *execHost, *execArgv)
 	case login.FullCommand():

@@ -281,6 +281,8 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 				mode os.FileMode
 			}{path, data, mode})
 		}
+		// login shells reset PATH from /etc/profile; put the lab's programs back
+		add(filepath.Join(netlab.UpperDir(l.NSRoot(name), "/etc"), "profile.d", "choria-lab.sh"), profileScript(p.Env), 0o644)
 		switch hp.Host.Role {
 		case topology.RoleServer:
 			etc := l.HostEtcChoria(name)
@@ -312,6 +314,20 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 	}
 	return nil
 }
+
+// profileScript exports the lab's environment to login shells.
+func profileScript(env []string) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by choria-lab: the programs of the lab.\n")
+	for _, e := range env {
+		if k, v, ok := strings.Cut(e, "="); ok && k == "PATH" {
+			fmt.Fprintf(&b, "export PATH=%s\n", shellQuote(v))
+		}
+	}
+	return []byte(b.String())
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // requestsAgentManifest packs the requests agent into the docroot and
 // returns the external agents machine's signed machine_data.json. It runs
