@@ -1,0 +1,54 @@
+package lab
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWriteLogs(t *testing.T) {
+	l := Layout{Dir: t.TempDir()}
+	require.NoError(t, os.MkdirAll(l.Logs("broker"), 0o755))
+	require.NoError(t, os.WriteFile(l.ProcessLog("broker", "broker"), []byte("one\ntwo\npartial"), 0o644))
+
+	var b strings.Builder
+	require.NoError(t, WriteLogs(&b, l, "broker", false, nil))
+	assert.Equal(t, "one\ntwo\n", b.String(), "an unfinished last line waits until it is complete")
+
+	require.NoError(t, os.WriteFile(l.ProcessLog("broker", "extra"), []byte("x\n"), 0o644))
+	b.Reset()
+	require.NoError(t, WriteLogs(&b, l, "broker", false, nil))
+	assert.Equal(t, "broker: one\nbroker: two\nextra: x\n", b.String(), "several logs are prefixed with their process")
+
+	err := WriteLogs(&b, l, "nosuchhost", false, nil)
+	assert.ErrorContains(t, err, `no host "nosuchhost"`)
+}
+
+func TestWriteStatus(t *testing.T) {
+	l := Layout{Dir: t.TempDir()}
+	etc := l.HostEtcChoria("server1")
+	require.NoError(t, os.MkdirAll(etc, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(etc, "server.jwt"), []byte("x"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(etc, "server.conf"), []byte("# header\nidentity=server1.choria.local\n"), 0o600))
+	require.NoError(t, os.MkdirAll(l.HostLog("server1"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(l.HostLog("server1"), "choria-status.json"), []byte(`{"connected_server":"nats://broker.choria.local:4222","provisioning_mode":false}`), 0o644))
+
+	self := os.Getpid()
+	st := &State{PID: self, Hosts: []HostState{
+		{Name: "broker", Role: "broker", AnchorPID: self, Processes: []Snapshot{{Host: "broker", Name: "broker", PID: self}}},
+		{Name: "server1", Role: "server", AnchorPID: self, Processes: []Snapshot{{Host: "server1", Name: "server", PID: self, Restarts: 2}}},
+		{Name: "server2", Role: "server", AnchorPID: self, Processes: []Snapshot{{Host: "server2", Name: "server", PID: self}}},
+		{Name: "aaa", Role: "aaa", AnchorPID: self, Processes: []Snapshot{{Host: "aaa", Name: "aaasvc", PID: 0, Restarts: 3, LastExit: "exit status 1"}}},
+	}}
+	var b strings.Builder
+	WriteStatus(&b, l, st)
+	out := b.String()
+	assert.Regexp(t, `server1 +server +server +\d+ +2 +provisioned, connected to nats://broker.choria.local:4222`, out)
+	assert.Regexp(t, `server2 +server +server +\d+ +0 +unprovisioned`, out)
+	assert.Regexp(t, `aaa +aaa +aaasvc +0 +3 +down \(exit status 1\)`, out)
+	assert.Regexp(t, `broker +broker +broker +\d+ +0 +up`, out)
+}
