@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/reproducible-choria/deployment/internal/atomicfile"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -238,7 +239,7 @@ func removeStaleTemps(out string) ([]string, error) {
 			return nil, fmt.Errorf("reading %s: %w", filepath.Join(out, d), err)
 		}
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), tempPrefix) && e.Type().IsRegular() {
+			if (atomicfile.IsTemp(e.Name()) || strings.HasPrefix(e.Name(), tempPrefix)) && e.Type().IsRegular() {
 				p := filepath.Join(out, d, e.Name())
 				if err := os.Remove(p); err != nil {
 					return nil, fmt.Errorf("removing stale %s: %w", p, err)
@@ -279,28 +280,5 @@ func writeAtomic(out, dir, full string, data []byte, mode fs.FileMode) error {
 	if err := os.Chmod(d, 0o700); err != nil {
 		return fmt.Errorf("securing %s: %w", d, err)
 	}
-	f, err := os.CreateTemp(d, tempPrefix)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", full, err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", full, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", full, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", full, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", full, err)
-	}
-	if err := os.Rename(f.Name(), full); err != nil {
-		return fmt.Errorf("writing %s: %w", full, err)
-	}
-	return nil
+	return atomicfile.Write(full, data, mode)
 }

@@ -525,11 +525,11 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("stale temporary files are removed", func(t *testing.T) {
 		out, _ := bootstrap(t, Options{Topology: topo})
-		stale := filepath.Join(out, "broker", tempPrefix+"12345")
+		stale := filepath.Join(out, "broker", ".broker.seed.tmp-12345")
 		require.NoError(t, os.WriteFile(stale, []byte("half"), 0o600))
 		res, err := Run(Options{Topology: topo, Out: out})
 		require.NoError(t, err)
-		assert.Equal(t, []string{"broker/" + tempPrefix + "12345"}, res.Cleaned)
+		assert.Equal(t, []string{"broker/.broker.seed.tmp-12345"}, res.Cleaned)
 		_, err = os.Stat(stale)
 		assert.True(t, os.IsNotExist(err))
 	})

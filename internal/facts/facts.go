@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/AstroProfundis/sysinfo"
+
+	"github.com/reproducible-choria/deployment/internal/atomicfile"
 )
 
 // DefaultOutput is the facts file the provisioned servers are configured with.
@@ -89,43 +90,8 @@ func WriteJSON(path string, v any) error {
 	}
 	j = append(j, '\n')
 
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("creating temporary file in %s: %w", dir, err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-
-	_, err = tmp.Write(j)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
-	err = tmp.Sync()
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
-	}
 	// facts are not secret and the server may not run as the same user
-	err = tmp.Chmod(0o644)
-	if err != nil {
-		return fmt.Errorf("setting mode of %s: %w", tmp.Name(), err)
-	}
-	err = tmp.Close()
-	if err != nil {
-		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
-	}
-	err = os.Rename(tmp.Name(), path)
-	if err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp.Name(), path, err)
-	}
-	committed = true
-
-	return nil
+	return atomicfile.Write(path, j, 0o644)
 }
 
 // Main is the command line of the gatherer, it returns the exit code.

@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/reproducible-choria/deployment/agents/requests"
+	"github.com/reproducible-choria/deployment/internal/atomicfile"
 	"github.com/reproducible-choria/deployment/machines"
 )
 
@@ -126,7 +127,7 @@ func WriteArchive(a *Archive, dir string, file string) (string, error) {
 	}
 
 	path := filepath.Join(dir, file)
-	err := writeFileAtomic(path, a.Tarball, 0o644)
+	err := atomicfile.Write(path, a.Tarball, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("writing archive %s: %w", path, err)
 	}
@@ -134,35 +135,9 @@ func WriteArchive(a *Archive, dir string, file string) (string, error) {
 	return path, nil
 }
 
-// writeFileAtomic keeps a half written artefact from ever being served.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-
-	_, err = tmp.Write(data)
-	if err != nil {
-		tmp.Close()
-		return err
-	}
-	err = tmp.Chmod(mode)
-	if err != nil {
-		tmp.Close()
-		return err
-	}
-	err = tmp.Close()
-	if err != nil {
-		return err
-	}
-
-	return os.Rename(tmp.Name(), path)
-}
-
 // WriteFile writes data to path atomically with mode.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
-	err := writeFileAtomic(path, data, mode)
+	err := atomicfile.Write(path, data, mode)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
