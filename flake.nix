@@ -36,6 +36,11 @@
         {
           inherit choria-reference;
           default = choria-reference;
+          # Plugin archives and unsigned manifests, made with our packager.
+          choria-plugins = pkgs.callPackage ./pkgs/choria-plugins.nix {
+            inherit choria-reference;
+            inherit (self.lib) topology;
+          };
         }
         // upstreamPackages pkgs
       );
@@ -60,6 +65,7 @@
       checks = forAllSystems (pkgs: {
         inherit (self.packages.${pkgs.stdenv.hostPlatform.system})
           choria-reference
+          choria-plugins
           choria
           choria-provisioner
           aaasvc
@@ -127,6 +133,7 @@
             self.nixosModules.choria-plugins-webserver
           ] (p: {
             services.choria-lab.package = lib.mkDefault p.choria-reference;
+            services.choria-lab.plugins = lib.mkDefault p.choria-plugins;
           });
         };
 
@@ -143,6 +150,7 @@
             aaasvc
             stream-replicator
             choria-reference
+            choria-plugins
             ;
           inherit (self.lib) topology;
         };

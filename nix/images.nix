@@ -20,6 +20,7 @@
   aaasvc,
   stream-replicator,
   choria-reference,
+  choria-plugins,
   topology,
 }:
 
@@ -42,6 +43,8 @@ let
       writable ? [ ],
       user ? uid,
       tag,
+      # Shell commands run in the image's root directory before ownership is set.
+      extraCommands ? "",
     }:
     dockerTools.streamLayeredImage {
       name = "choria-lab-${role}";
@@ -54,6 +57,7 @@ let
       extraCommands = ''
         mkdir -p tmp home/choria ${lib.concatMapStringsSep " " (lib.removePrefix "/") writable}
         chmod 1777 tmp
+        ${extraCommands}
       '';
       fakeRootCommands = ''
         chown ${user}:${user} home/choria ${lib.concatMapStringsSep " " (lib.removePrefix "/") writable}
@@ -179,11 +183,17 @@ in
     };
   };
 
+  # Serves choria-plugins' archives; a named volume mounted on the state
+  # directory starts as a copy of them (docker copies an image's files into
+  # an empty volume), and more can be added there at run time.
   plugins = mkImage {
     role = "plugins";
     tag = "nixos-26.05";
     contents = [ darkhttpd ];
     writable = [ roles.plugins.state_dir ];
+    extraCommands = ''
+      cp -r --no-preserve=mode ${choria-plugins}/docroot/. ${lib.removePrefix "/" roles.plugins.state_dir}/
+    '';
     config = {
       Entrypoint = [
         "/bin/darkhttpd"

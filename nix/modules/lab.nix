@@ -131,6 +131,57 @@ let
 
   needsCredentials = credentialOwners ? ${role} || role == "server";
   ports = topo.ports;
+  timing = topo.timings.${cfg.timings};
+
+  pluginPack = "${cfg.package}/bin/choria-plugin-pack";
+
+  # The external agents machine's signed manifest, made on the bootstrapping
+  # machine and handed to servers with the rest of server/.
+  externalAgentsData = "${cfg.credentialsDir}/server/external-agents.machine_data.json";
+
+  # Signs the requests agent's manifest (built, unsigned, into cfg.plugins)
+  # with the plugin signer seed, which exists only at run time.
+  signPlugins = lib.escapeShellArgs [
+    pluginPack
+    "sign"
+    "${cfg.plugins}/server-plugins.json"
+    "${cfg.credentialsDir}/client/plugin-signer.seed"
+    "--output"
+    "${cfg.credentialsDir}/server/server-plugins.spec.json"
+    "--machine-data"
+    externalAgentsData
+  ];
+
+  # A server's autonomous agents, as the namespace lab gives them: facts
+  # (gathered with choria-facts) and the external agents manager, which
+  # deploys the requests agent from the plugins host.
+  agentDir = "${topo.roles.server.state_dir}/plugins/mcollective/agent";
+  installMachines = ''
+    ${lib.escapeShellArgs [
+      pluginPack
+      "facts-machine"
+      "--dir"
+      "${roleDirs.config_dir}/machine/facts"
+      "--gather"
+      "${cfg.package}/bin/choria-facts"
+      "--interval"
+      timing.facts_interval
+    ]}
+    if [ ! -e ${externalAgentsData} ]; then
+      echo "${externalAgentsData} is missing: it is made with the credentials, on the bootstrapping host" >&2
+      exit 1
+    fi
+    ${lib.escapeShellArgs [
+      pluginPack
+      "external-agents-machine"
+      "--dir"
+      "${roleDirs.config_dir}/machine/external_agents"
+      "--plugins-directory"
+      agentDir
+      "--machine-data"
+      externalAgentsData
+    ]}
+  '';
 in
 {
   options.services.choria-lab = {
@@ -173,6 +224,15 @@ in
       description = "choria-bootstrap's output directory: one sub-directory per role.";
     };
 
+    plugins = lib.mkPackageOption pkgs "choria-plugins" {
+      extraDescription = ''
+        The plugin archives and their unsigned manifests (the flake's
+        `choria-plugins`): the plugins host serves its `docroot`, and the
+        bootstrapping machine signs its `server-plugins.json` for the
+        servers' external agents machine.
+      '';
+    };
+
     timings = lib.mkOption {
       type = types.enum [
         "lab"
@@ -203,7 +263,12 @@ in
         StateDirectoryMode = "0700";
       };
       script = lib.concatStringsSep "\n" (
-        lib.optional cfg.bootstrap bootstrap ++ lib.optional (credentialOwners ? ${role}) installCredentials
+        lib.optionals cfg.bootstrap [
+          bootstrap
+          signPlugins
+        ]
+        ++ lib.optional (credentialOwners ? ${role}) installCredentials
+        ++ lib.optional (role == "server") installMachines
       );
     };
 
@@ -239,7 +304,7 @@ in
 
     services.choria-plugins-webserver = lib.mkIf (role == "plugins") {
       enable = true;
-      root = roleDirs.state_dir;
+      root = "${cfg.plugins}/docroot";
       port = ports.plugins_http;
     };
 

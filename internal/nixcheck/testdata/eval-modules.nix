@@ -77,6 +77,15 @@ let
         };
         script = args.buildPhase or args.installPhase;
       };
+    runCommand =
+      name: args: script:
+      drv name (
+        (args.passthru or { })
+        // {
+          meta = args.meta or { };
+          inherit script;
+        }
+      );
     writeText = _: fileOf;
     writeShellScript = name: text: drv name { inherit text; };
     writeShellScriptBin = name: text: drv name { inherit text; };
