@@ -82,16 +82,49 @@ func RenderFacts(opts FactsOptions) ([]byte, error) {
 	})
 }
 
+// RenderCheckChoria renders the Scout check with its check interval set;
+// zero keeps the shipped 5m.
+func RenderCheckChoria(interval time.Duration) ([]byte, error) {
+	if interval < 0 || interval%time.Second != 0 {
+		return nil, fmt.Errorf("check interval %v must be a positive whole number of seconds", interval)
+	}
+	return render(CheckChoria, func(doc *yaml.Node) error {
+		if interval == 0 {
+			return nil
+		}
+		return setWatcherField(doc, "check", []string{"interval"}, formatDuration(interval))
+	})
+}
+
 // ExternalAgentsOptions are the parameters of the external agents machine.
 type ExternalAgentsOptions struct {
 	// PluginsDirectory is where agents are deployed, the mcollective/agent
 	// directory below the server's plugin libdir.
 	PluginsDirectory string
+	// Interval between reads of the specification (the lab's are short).
+	Interval time.Duration
+	// ManageInterval between checks of each deployed plugin.
+	ManageInterval time.Duration
 }
 
 // RenderExternalAgents renders the external agents machine with opts applied.
 func RenderExternalAgents(opts ExternalAgentsOptions) ([]byte, error) {
+	for name, d := range map[string]time.Duration{"interval": opts.Interval, "manage interval": opts.ManageInterval} {
+		if d < 0 || d%time.Second != 0 {
+			return nil, fmt.Errorf("external agents %s %v must be a positive whole number of seconds", name, d)
+		}
+	}
 	return render(ExternalAgents, func(doc *yaml.Node) error {
+		if opts.Interval != 0 {
+			if err := setWatcherField(doc, "manage_agents", []string{"interval"}, formatDuration(opts.Interval)); err != nil {
+				return err
+			}
+		}
+		if opts.ManageInterval != 0 {
+			if err := setWatcherField(doc, "manage_agents", []string{"properties", "plugin_manage_interval"}, formatDuration(opts.ManageInterval)); err != nil {
+				return err
+			}
+		}
 		if opts.PluginsDirectory == "" {
 			return nil
 		}

@@ -176,6 +176,29 @@ func TestExternalAgentsMachine(t *testing.T) {
 
 	_, err = RenderExternalAgents(ExternalAgentsOptions{PluginsDirectory: "relative"})
 	require.ErrorContains(t, err, "must be an absolute path")
+
+	def, err = RenderExternalAgents(ExternalAgentsOptions{Interval: 20 * time.Second, ManageInterval: 15 * time.Second})
+	require.NoError(t, err)
+	w = watcher(t, validate(t, ExternalAgents, def), "manage_agents")
+	require.Equal(t, "20s", w["interval"])
+	require.Equal(t, "15s", w["properties"].(map[string]any)["plugin_manage_interval"])
+
+	_, err = RenderExternalAgents(ExternalAgentsOptions{Interval: 1500 * time.Millisecond})
+	require.ErrorContains(t, err, "whole number of seconds")
+}
+
+func TestRenderCheckChoria(t *testing.T) {
+	def, err := RenderCheckChoria(30 * time.Second)
+	require.NoError(t, err)
+	m := validate(t, CheckChoria, def)
+	require.Equal(t, "30s", watcher(t, m, "check")["interval"])
+
+	def, err = RenderCheckChoria(0)
+	require.NoError(t, err)
+	require.Equal(t, "5m", watcher(t, validate(t, CheckChoria, def), "check")["interval"])
+
+	_, err = RenderCheckChoria(-time.Second)
+	require.ErrorContains(t, err, "whole number of seconds")
 }
 
 func TestRenderFacts(t *testing.T) {

@@ -245,7 +245,9 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 	}
 	serverRole := p.Topology.Roles[topology.RoleServer]
 	agentDir := filepath.Join(serverRole.StateDir, "plugins", "mcollective", "agent")
-	externalAgents, err := machines.RenderExternalAgents(machines.ExternalAgentsOptions{PluginsDirectory: agentDir})
+	externalAgents, err := machines.RenderExternalAgents(machines.ExternalAgentsOptions{
+		PluginsDirectory: agentDir, Interval: tm.PluginsInterval.Duration, ManageInterval: tm.PluginsManageInterval.Duration,
+	})
 	if err != nil {
 		return err
 	}
@@ -253,7 +255,8 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 	if err != nil {
 		return fmt.Errorf("reading provisioning token: %w", err)
 	}
-	checkChoria, err := machines.Definition(machines.CheckChoria)
+	// the client packs this into the plugin the walkthrough deploys
+	checkChoria, err := machines.RenderCheckChoria(tm.ScoutCheckInterval.Duration)
 	if err != nil {
 		return err
 	}
