@@ -26,6 +26,14 @@
         aaasvc = pkgs.callPackage ./pkgs/aaasvc.nix { };
         stream-replicator = pkgs.callPackage ./pkgs/stream-replicator.nix { };
       };
+
+      # The VM test of nix/tests/, for checks.walkthrough and apps.lab-vms.
+      walkthroughTest =
+        pkgs:
+        pkgs.callPackage ./nix/tests/walkthrough.nix {
+          inherit (self) nixosModules;
+          inherit (self.lib) topology;
+        };
     in
     {
       packages = forAllSystems (
@@ -63,6 +71,9 @@
       formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
 
       checks = forAllSystems (pkgs: {
+        # The walkthrough on one VM per host, four VLANs (needs KVM).
+        walkthrough = walkthroughTest pkgs;
+
         inherit (self.packages.${pkgs.stdenv.hostPlatform.system})
           choria-reference
           choria-plugins
@@ -169,12 +180,19 @@
               choria-reference
               ;
           };
+          vms = (walkthroughTest pkgs).driverInteractive;
         in
         {
           lab = {
             type = "app";
             program = lib.getExe lab;
             meta.description = lab.meta.description;
+          };
+          # The walkthrough's VMs under the interactive test driver.
+          lab-vms = {
+            type = "app";
+            program = lib.getExe vms;
+            meta.description = "The Choria lab as NixOS VMs, one per host, in the NixOS test driver's interactive shell";
           };
         }
       );

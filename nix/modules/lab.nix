@@ -19,31 +19,8 @@ let
   inherit (lib) types;
 
   # --- the topology, as the Go reader computes it ----------------------
-  fqdn = name: "${name}.${topo.domain}";
-
-  # Dotted IPv4 address plus n, carrying across octets.
-  addToIPv4 =
-    address: n:
-    let
-      octets = map lib.toInt (lib.splitString "." address);
-      value = lib.foldl' (acc: o: acc * 256 + o) 0 octets + n;
-      octet = divisor: toString (lib.mod (value / divisor) 256);
-    in
-    lib.concatMapStringsSep "." octet [
-      16777216
-      65536
-      256
-      1
-    ];
-
-  servers = lib.genList (i: {
-    name = "${topo.servers.name_prefix}${toString (i + 1)}";
-    role = "server";
-    addresses.${topo.servers.network} = addToIPv4 topo.servers.first_address i;
-  }) topo.servers.count;
-
-  hosts = topo.hosts ++ servers;
-  hostsByName = lib.listToAttrs (map (h: lib.nameValuePair h.name h) hosts);
+  topology = import ../topology.nix { inherit lib; } topo;
+  inherit (topology) fqdn hosts hostsByName;
 
   self =
     hostsByName.${cfg.host}

@@ -92,6 +92,13 @@ let
     formats.json = { }: format;
     formats.yaml = { }: format;
     jq = drv "jq" { outPath = "/usr"; };
+    # The test module itself, with what the flake reads of a test.
+    testers.runNixOSTest =
+      test:
+      test
+      // {
+        driverInteractive = drv "nixos-test-driver" { };
+      };
     fakeNss = drv "fakeNss" { override = args: builtins.deepSeq args (drv "fakeNss" { }); };
     dockerTools = {
       streamLayeredImage = args: builtins.deepSeq args.config (drv args.name { imageArgs = args; });
@@ -108,6 +115,7 @@ let
     "coreutils"
     "bashInteractive"
     "makeWrapper"
+    "expect"
   ] (name: drv name { });
 
   flake =
@@ -152,6 +160,53 @@ let
           firewall.allowedTCPPorts = lib.mkOption {
             type = types.listOf types.port;
             default = [ ];
+          };
+          # nixos/modules/config/networking.nix, tasks/network-interfaces.nix
+          # and virtualisation/qemu-vm.nix, as the VM test sets them.
+          extraHosts = lib.mkOption {
+            type = types.lines;
+            default = "";
+          };
+          primaryIPAddress = lib.mkOption {
+            type = types.str;
+            default = "";
+          };
+          primaryIPv6Address = lib.mkOption {
+            type = types.str;
+            default = "";
+          };
+          interfaces = lib.mkOption {
+            type = types.attrsOf (
+              types.submodule {
+                options =
+                  let
+                    addresses = lib.mkOption {
+                      type = types.listOf (
+                        types.submodule {
+                          options.address = lib.mkOption { type = types.str; };
+                          options.prefixLength = lib.mkOption { type = types.int; };
+                        }
+                      );
+                      default = [ ];
+                    };
+                  in
+                  {
+                    ipv4.addresses = addresses;
+                    ipv6.addresses = addresses;
+                  };
+              }
+            );
+            default = { };
+          };
+        };
+        virtualisation = {
+          vlans = lib.mkOption {
+            type = types.listOf types.ints.unsigned;
+            default = [ 1 ];
+          };
+          memorySize = lib.mkOption {
+            type = types.ints.positive;
+            default = 1024;
           };
         };
         users.users = lib.mkOption {
@@ -413,8 +468,84 @@ let
         "server3"
       ]
   );
+  # The VM test (nix/tests/walkthrough.nix) and its nodes, each evaluated
+  # with what nixos/lib/testing/network.nix adds to a test node: eth<i> for
+  # the i-th VLAN, addressed 192.168.<vlan>.<node number>, and every node's
+  # first address in extraHosts. The test must override all of it.
+  walkthrough = flake.checks.x86_64-linux.walkthrough;
+  nodeNames = lib.attrNames walkthrough.nodes;
+  nodeNumber = lib.listToAttrs (lib.imap1 (i: n: lib.nameValuePair n i) nodeNames);
+  driverNetwork =
+    name:
+    { config, ... }:
+    let
+      interfaces = lib.imap1 (i: vlan: {
+        name = "eth${toString i}";
+        inherit vlan;
+      }) config.virtualisation.vlans;
+      address = i: "192.168.${toString i.vlan}.${toString nodeNumber.${name}}";
+    in
+    {
+      networking.hostName = lib.mkDefault name;
+      networking.interfaces = lib.listToAttrs (
+        map (
+          i:
+          lib.nameValuePair i.name {
+            ipv4.addresses = [
+              {
+                address = address i;
+                prefixLength = 24;
+              }
+            ];
+            ipv6.addresses = [
+              {
+                address = "2001:db8:${toString i.vlan}::${toString nodeNumber.${name}}";
+                prefixLength = 64;
+              }
+            ];
+          }
+        ) interfaces
+      );
+      networking.primaryIPAddress = lib.optionalString (interfaces != [ ]) (address (lib.head interfaces));
+      networking.extraHosts = lib.concatMapStrings (n: "192.168.1.${toString nodeNumber.${n}} ${n}\n") nodeNames;
+    };
+
+  reportNode =
+    config:
+    report config
+    // {
+      inherit (config) virtualisation;
+      lab = {
+        inherit (config.services.choria-lab) host bootstrap credentialsDir;
+        plugins = config.services.choria-lab.plugins.name;
+        servers = config.services.choria-lab.topology.servers.count;
+      };
+      webserverRoot = config.services.choria-plugins-webserver.root;
+      enabled = lib.filter (n: config.services.${n}.enable or false) [
+        "choria-broker"
+        "choria-server"
+        "choria-provisioner"
+        "choria-aaasvc"
+        "choria-stream-replicator"
+        "choria-plugins-webserver"
+        "nats"
+      ];
+      client = config.programs.choria.enable;
+    };
 in
 {
+  walkthrough = {
+    inherit (walkthrough) name globalTimeout testScript;
+    facts = walkthrough.passthru.facts;
+    nodes = lib.mapAttrs (
+      name: node:
+      reportNode (evaluate [
+        node
+        (driverNetwork name)
+      ])
+    ) walkthrough.nodes;
+  };
+
   modules = lib.mapAttrs (_: modules: report (evaluate modules)) (scenarios // labScenarios);
 
   packages = lib.mapAttrs (

@@ -1,0 +1,152 @@
+# The walkthrough as a NixOS VM test: one VM per host of the topology (and
+# `servers` servers) on the topology's four networks, each a VLAN of the test
+# driver, each VM on its own networks only, with the topology's addresses and
+# /etc/hosts. Every VM runs the flake's `lab` profile, as a real deployment
+# would.
+#
+# The test script (walkthrough.py, after the facts below) boots the VMs, lets
+# the broker bootstrap the lab's credentials, hands every other VM its role's
+# directory, waits until the servers (started with nothing but
+# provisioning.jwt) are provisioned by the provisioner, then runs the steps of
+# the shared walkthrough scenario (walkthrough/scenario.json), the file the Go
+# runner embeds.
+#
+# `checks.<system>.walkthrough` runs it; `nix run .#lab-vms` starts the same
+# VMs under the interactive driver.
+{
+  lib,
+  testers,
+  expect,
+  writeShellScriptBin,
+  writeText,
+  nixosModules,
+  topology,
+  # walkthrough/scenario.json, or null where the repository has none yet.
+  scenario ? null,
+  servers ? 3,
+}:
+
+let
+  # The topology as the VMs see it: `servers` servers.
+  topo = topology // {
+    servers = topology.servers // {
+      count = servers;
+    };
+  };
+  t = import ../topology.nix { inherit lib; } topo;
+
+  # The machine that runs choria-bootstrap; the others get copies.
+  bootstrapHost = "broker";
+  credentialsDir = "/var/lib/choria-lab/credentials";
+
+  # VLAN n is the topology's n-th network; the test driver attaches
+  # virtualisation.vlans [ a b … ] as eth1, eth2, … in that order.
+  vlanOf = lib.listToAttrs (lib.imap1 (i: n: lib.nameValuePair n i) t.networkNames);
+
+  # `choria login` asks on a terminal: expect(1) answers it, and the cursor
+  # position query of its prompt library (as internal/lab/login.go does).
+  # The password is read from a file, never from the command line.
+  loginScript = writeText "choria-login.exp" ''
+    set user [lindex $argv 0]
+    set fh [open [lindex $argv 1] r]
+    set password [string trimright [read $fh] "\n"]
+    close $fh
+    set timeout 60
+    set env(TERM) dumb
+    set sentUser 0
+    set sentPassword 0
+    spawn -noecho choria login
+    expect {
+      -ex "\033\[6n" { send -- "\033\[1;1R"; exp_continue }
+      -ex "Username" { if {!$sentUser} { send -- "$user\r"; set sentUser 1 }; exp_continue }
+      -ex "Password" { if {!$sentPassword} { send -- "$password\r"; set sentPassword 1 }; exp_continue }
+      timeout { puts stderr "choria login did not finish in $timeout seconds"; exit 124 }
+      eof
+    }
+    lassign [wait] pid spawnid osError status
+    exit $status
+  '';
+
+  # On the client: `choria-lab-login [USER] [PASSWORD-FILE]`, like
+  # `choria-lab login` in the namespace lab.
+  login = writeShellScriptBin "choria-lab-login" ''
+    user=''${1:-admin}
+    exec ${lib.getExe' expect "expect"} -f ${loginScript} "$user" \
+      "''${2:-${credentialsDir}/operator/user-$user.password}"
+  '';
+
+  node =
+    host:
+    let
+      networks = t.networksOf host;
+    in
+    { lib, ... }:
+    {
+      imports = [ nixosModules.lab ];
+
+      services.choria-lab = {
+        enable = true;
+        host = host.name;
+        bootstrap = host.name == bootstrapHost;
+        topology = topo;
+        inherit credentialsDir;
+      };
+
+      virtualisation.vlans = map (n: vlanOf.${n}) networks;
+      virtualisation.memorySize = if host.role == "broker" then 1536 else 1024;
+
+      # The topology's addresses instead of the driver's 192.168.<vlan>.<n>.
+      networking.interfaces = lib.listToAttrs (
+        lib.imap1 (
+          i: n:
+          lib.nameValuePair "eth${toString i}" {
+            ipv4.addresses = lib.mkForce [
+              {
+                address = host.addresses.${n};
+                prefixLength = t.prefixLength.${n};
+              }
+            ];
+            ipv6.addresses = lib.mkForce [ ];
+          }
+        ) networks
+      );
+      networking.primaryIPAddress = lib.mkForce host.addresses.${lib.head networks};
+      networking.primaryIPv6Address = lib.mkForce "";
+      # The driver lists every VM under its first address; /etc/hosts comes
+      # from the topology instead (the lab profile's networking.hosts: each
+      # host under its address on a network shared with this one).
+      networking.extraHosts = lib.mkForce "";
+
+      environment.systemPackages = lib.optional (host.role == "client") login;
+    };
+
+  # Facts the test script reads, as JSON.
+  facts = {
+    inherit bootstrapHost credentialsDir;
+    hosts = map (h: {
+      inherit (h) name role addresses;
+      fqdn = t.fqdn h.name;
+    }) t.hosts;
+    roles = topo.roles;
+    scenario = if scenario == null then null else "${scenario}";
+    domain = topo.domain;
+  };
+in
+testers.runNixOSTest {
+  name = "choria-walkthrough";
+
+  nodes = lib.listToAttrs (map (h: lib.nameValuePair h.name (node h)) t.hosts);
+
+  # The provisioner's interval is a minute; the walkthrough's own deadlines
+  # are in the scenario.
+  globalTimeout = 3600;
+
+  testScript = ''
+    FACTS = ${builtins.toJSON (builtins.toJSON facts)}
+    MACHINES = {${lib.concatMapStringsSep ", " (h: ''"${h.name}": ${h.name}'') t.hosts}}
+
+  ''
+  + builtins.readFile ./walkthrough.py;
+
+  passthru = { inherit facts; };
+}
