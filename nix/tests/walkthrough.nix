@@ -44,22 +44,42 @@ let
   vlanOf = lib.listToAttrs (lib.imap1 (i: n: lib.nameValuePair n i) t.networkNames);
 
   # `choria login` asks on a terminal: expect(1) answers it, and the cursor
-  # position query of its prompt library (as internal/lab/login.go does).
-  # The password is read from a file, never from the command line.
+  # position queries of its prompt library (as internal/lab/login.go does),
+  # typing each answer only once the prompt waits for it. The password is
+  # read from a file, never from the command line. Checked against the real
+  # choria login and aaasvc of the namespace lab.
   loginScript = writeText "choria-login.exp" ''
     set user [lindex $argv 0]
     set fh [open [lindex $argv 1] r]
     set password [string trimright [read $fh] "\n"]
     close $fh
-    set timeout 60
     set env(TERM) dumb
-    set sentUser 0
-    set sentPassword 0
+    set query "\033\[6n"
+    set reply "\033\[1;1R"
+
+    # Answers the terminal queries a prompt sends, until it waits for input.
+    proc settle {} {
+      global query reply
+      expect -timeout 1 -ex $query { send -- $reply; exp_continue } timeout {}
+    }
+
+    # 0: waiting for the user name prompt, 1: for the password prompt, 2: done.
+    set step 0
+    proc answer {seen} {
+      global step user password
+      if {$step == 0 && [string match "*Username*" $seen]} {
+        settle; send -- "$user\r"; set step 1
+      } elseif {$step == 1 && [string match "*Password*" $seen]} {
+        settle; send -- "$password\r"; set step 2
+      }
+    }
+
+    set timeout 60
     spawn -noecho choria login
     expect {
-      -ex "\033\[6n" { send -- "\033\[1;1R"; exp_continue }
-      -ex "Username" { if {!$sentUser} { send -- "$user\r"; set sentUser 1 }; exp_continue }
-      -ex "Password" { if {!$sentPassword} { send -- "$password\r"; set sentPassword 1 }; exp_continue }
+      -ex $query { send -- $reply; answer $expect_out(buffer); exp_continue }
+      -ex "Username" { answer $expect_out(buffer); exp_continue }
+      -ex "Password" { answer $expect_out(buffer); exp_continue }
       timeout { puts stderr "choria login did not finish in $timeout seconds"; exit 124 }
       eof
     }
