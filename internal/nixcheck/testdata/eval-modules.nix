@@ -561,5 +561,13 @@ in
   images = lib.mapAttrs (_: i: i.imageArgs.config) flake.legacyPackages.x86_64-linux.images;
 
   apps = flake.apps.x86_64-linux;
+
+  # The scripts that run choria-plugin-pack: the build of choria-plugins, and
+  # the lab profile's start-up on the bootstrapping host and on a server.
+  pluginScripts = {
+    build = flake.packages.x86_64-linux.choria-plugins.script;
+    bootstrap = (evaluate labScenarios.lab-broker).systemd.services.choria-lab-credentials.script;
+    server = (evaluate labScenarios.lab-server3).systemd.services.choria-lab-credentials.script;
+  };
   nixosModules = lib.attrNames flake.nixosModules;
 }
