@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import tempfile
+import time
 
 facts = json.loads(FACTS)
 CREDS = facts["credentialsDir"]
@@ -93,3 +94,84 @@ with subtest("servers start unprovisioned and are provisioned by the provisioner
         hand_over(name)
     for name in SERVERS:
         MACHINES[name].wait_until_succeeds(provisioned(name), timeout=300)
+
+
+def until(machine, command, check, deadline, what):
+    """Run command on machine until check(status, output) holds, for at most
+    deadline seconds; fail with the last output."""
+    start = time.monotonic()
+    while True:
+        status, output = machine.execute(command)
+        if check(status, output):
+            return output
+        if time.monotonic() - start > deadline:
+            raise Exception(
+                f"{what}: `{command}` on {machine.name} did not succeed within"
+                f" {deadline}s; exit {status}, output:\n{output}"
+            )
+        time.sleep(2)
+
+
+def login(user, password_file=None):
+    """`choria login` on the client, answered by expect(1)."""
+    args = [user] + ([password_file] if password_file else [])
+    return MACHINES["client"].execute(
+        "choria-lab-login " + " ".join(shlex.quote(a) for a in args)
+    )
+
+
+def check(condition, message):
+    if not condition:
+        raise Exception(message)
+
+
+def run_subset():
+    """Login, ping and provisioning checks, until the shared scenario exists."""
+    client = MACHINES["client"]
+    with subtest("login: every user logs in; a wrong password is refused"):
+        for user in ["choria", "streams", "admin"]:
+            status, output = login(user)
+            check(
+                status == 0 and "Token saved" in output,
+                f"choria login as {user} failed:\n{output}",
+            )
+        client.succeed("echo not-the-password > /tmp/wrong-password")
+        status, output = login("admin", "/tmp/wrong-password")
+        check(status != 0, f"a wrong password logged in:\n{output}")
+        # Logged in as admin from here on.
+        status, output = login("admin")
+        check(status == 0, f"choria login as admin failed:\n{output}")
+
+    with subtest("ping: every server answers the client"):
+        expected = f"{len(SERVERS)} replies"
+        until(
+            client,
+            "choria ping",
+            lambda status, output: status == 0 and expected in output,
+            120,
+            "ping",
+        )
+
+    with subtest("provisioning: every server is provisioned and connected"):
+        for name in SERVERS:
+            server = MACHINES[name]
+            until(
+                server,
+                "choria tool status --status-file /var/log/choria-status.json"
+                " --provisioned --no-disconnected",
+                lambda status, output: status == 0,
+                120,
+                "provisioned status",
+            )
+            identity = server.succeed(
+                "sed -n 's/^identity *= *//p' /etc/choria/server.conf"
+            ).strip()
+            check(
+                identity == HOSTS[name]["fqdn"],
+                f"{name}: the provisioner gave it the identity {identity!r}",
+            )
+
+
+if facts["scenario"] is None:
+    print("walkthrough/scenario.json is absent: login, ping and provisioning only")
+    run_subset()
