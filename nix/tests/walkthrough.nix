@@ -1,5 +1,5 @@
 # The walkthrough as a NixOS VM test: one VM per host of the topology (and
-# `servers` servers) on the topology's four networks, each a VLAN of the test
+# `serverCount` servers) on the topology's four networks, each a VLAN of the test
 # driver, each VM on its own networks only, with the topology's addresses and
 # /etc/hosts. Every VM runs the flake's `lab` profile, as a real deployment
 # would.
@@ -22,15 +22,16 @@
   nixosModules,
   topology,
   # walkthrough/scenario.json, or null where the repository has none yet.
-  scenario ? null,
-  servers ? 3,
+  # (Names no nixpkgs attribute has, as callPackage would fill them.)
+  scenarioFile ? null,
+  serverCount ? 3,
 }:
 
 let
-  # The topology as the VMs see it: `servers` servers.
+  # The topology as the VMs see it: `serverCount` servers.
   topo = topology // {
     servers = topology.servers // {
-      count = servers;
+      count = serverCount;
     };
   };
   t = import ../topology.nix { inherit lib; } topo;
@@ -148,7 +149,7 @@ let
       fqdn = t.fqdn h.name;
     }) t.hosts;
     roles = topo.roles;
-    scenario = if scenario == null then null else "${scenario}";
+    scenario = if scenarioFile == null then null else "${scenarioFile}";
     domain = topo.domain;
   };
 in
