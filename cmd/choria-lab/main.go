@@ -16,6 +16,7 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/walkthrough"
 )
 
 func main() {
@@ -55,6 +56,11 @@ func main() {
 	benchServers := bench.Flag("servers", "Server counts to measure (repeatable)").Default("10", "50").Ints()
 	benchBinDirs := bench.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
 
+	walk := app.Command("walkthrough", "Run the reference README's walkthrough (walkthrough/scenario.json) against the running lab, one line per step")
+	walkReport := walk.Flag("report", "Write a JSON report of every step to FILE").PlaceHolder("FILE").String()
+	walkContinue := walk.Flag("continue", "Run every step even after one fails").UnNegatableBool()
+	walkOnly := walk.Flag("only", "Run only the steps whose names match REGEX").PlaceHolder("REGEX").String()
+
 	serve := app.Command(lab.ServeHTTPCommand, "Serve the plugins web root (runs inside the plugins host)").Hidden()
 	serveRoot := serve.Flag("root", "Web root").Required().String()
 	serveListen := serve.Flag("listen", "Listen address").Default(":80").String()
@@ -89,6 +95,8 @@ func main() {
 		var results []lab.BenchResult
 		results, err = lab.Bench(ctx, lab.Options{Dir: *dir, BinDirs: *benchBinDirs, Timeout: 5 * time.Minute, Out: os.Stderr}, *benchServers, os.Stderr)
 		lab.WriteBench(os.Stdout, results)
+	case walk.FullCommand():
+		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
 	case serve.FullCommand():
 		err = lab.ServeHTTP(ctx, *serveRoot, *serveListen, os.Stdout)
 	}
