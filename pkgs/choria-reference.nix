@@ -27,6 +27,7 @@ let
     ../agents
     ../machines
     ../topology
+    ../walkthrough
   ];
 
   # Every Go file, tests included: `go mod vendor` also vendors what tests
