@@ -33,6 +33,7 @@
         pkgs.callPackage ./nix/tests/walkthrough.nix {
           inherit (self) nixosModules;
           inherit (self.lib) topology;
+          scenarioFile = ./walkthrough/scenario.json;
         };
     in
     {

@@ -5,8 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/reproducible-choria/deployment/machines"
+	"github.com/reproducible-choria/deployment/topology"
 )
 
 // Stand-in store paths of eval-modules.nix.
@@ -22,7 +28,7 @@ const (
 // machine set-up on a server, and checks what they write.
 func TestPluginScripts(t *testing.T) {
 	res := evalModules(t)
-	var scripts struct{ Build, Bootstrap, Server string }
+	var scripts struct{ Build, Bootstrap, Server, Client, Docroot string }
 	if err := json.Unmarshal(res["pluginScripts"], &scripts); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +46,10 @@ func TestPluginScripts(t *testing.T) {
 	out := filepath.Join(tmp, "choria-plugins")
 	creds := filepath.Join(tmp, "credentials")
 	etc := filepath.Join(tmp, "etc")
-	subst := strings.NewReplacer(standInReference, bin+"/", standInPlugins, out, labCredentials, creds, "/etc/choria/", etc+"/")
+	home := filepath.Join(tmp, "root")
+	docroot := filepath.Join(tmp, "srv")
+	subst := strings.NewReplacer(standInReference, bin+"/", standInPlugins, out, labCredentials, creds, "/etc/choria/", etc+"/",
+		"/root/", home+"/", "/srv/choria-plugins", docroot)
 	run := func(what, script string) {
 		t.Helper()
 		cmd := exec.Command(bash, "-euo", "pipefail", "-c", subst.Replace(script))
@@ -115,5 +124,71 @@ func TestPluginScripts(t *testing.T) {
 	facts, err := os.ReadFile(filepath.Join(etc, "machine/facts/machine.yaml"))
 	if err == nil && !strings.Contains(string(facts), "interval: 1m") {
 		t.Errorf("the facts machine does not gather at the lab's interval:\n%s", facts)
+	}
+
+	// The machines the Nix side renders itself must be what the namespace
+	// lab renders with machines.Render*, at the lab's timings.
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := topo.Timing("lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEA, err := machines.RenderExternalAgents(machines.ExternalAgentsOptions{
+		PluginsDirectory: filepath.Join(topo.Roles[topology.RoleServer].StateDir, "plugins", "mcollective", "agent"),
+		Interval:         tm.PluginsInterval.Duration, ManageInterval: tm.PluginsManageInterval.Duration,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, filepath.Join(etc, "machine/external_agents/machine.yaml"), wantEA)
+
+	// The client's home: ~/credentials and ~/plugins/check_choria.
+	client := scripts.Client
+	if i := strings.LastIndex(client, "done\n"); i >= 0 {
+		client = client[i+len("done\n"):] // after copying its credentials (chown needs root)
+	}
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run("client home", client)
+	if dst, err := os.Readlink(filepath.Join(home, "credentials")); err != nil || dst != filepath.Join(creds, "client") {
+		t.Errorf("~/credentials links to %q (%v), want the client's credentials", dst, err)
+	}
+	wantCC, err := machines.RenderCheckChoria(tm.ScoutCheckInterval.Duration)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, filepath.Join(home, "plugins/check_choria/machine.yaml"), wantCC)
+
+	// The plugins host's docroot.
+	run("plugins docroot", scripts.Docroot)
+	served, _ := os.ReadDir(docroot)
+	if len(served) != len(archives) {
+		t.Errorf("the docroot holds %d files, want choria-plugins' %d", len(served), len(archives))
+	}
+}
+
+// sameFile compares YAML documents by content (machines.Render* re-encodes
+// the shipped file, blank lines aside).
+func sameFile(t *testing.T, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	var g, w any
+	if err := yaml.Unmarshal(got, &g); err != nil {
+		t.Errorf("%s: %v", path, err)
+		return
+	}
+	if err := yaml.Unmarshal(want, &w); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s differs from what the namespace lab renders:\n--- got\n%s\n--- want\n%s", filepath.Base(filepath.Dir(path))+"/"+filepath.Base(path), got, want)
 	}
 }

@@ -41,8 +41,12 @@ type vmNode struct {
 		} `json:"firewall"`
 	} `json:"networking"`
 	Virtualisation struct {
-		VLANs      []int `json:"vlans"`
-		MemorySize int   `json:"memorySize"`
+		VLANs             []int `json:"vlans"`
+		MemorySize        int   `json:"memorySize"`
+		SharedDirectories map[string]struct {
+			Source string `json:"source"`
+			Target string `json:"target"`
+		} `json:"sharedDirectories"`
 	} `json:"virtualisation"`
 	Lab struct {
 		Host           string `json:"host"`
@@ -54,6 +58,7 @@ type vmNode struct {
 	Enabled       []string `json:"enabled"`
 	Client        bool     `json:"client"`
 	WebserverRoot string   `json:"webserverRoot"`
+	DocrootScript *string  `json:"docrootScript"`
 	Environment   struct {
 		SystemPackages []string `json:"systemPackages"`
 	} `json:"environment"`
@@ -218,8 +223,12 @@ func TestWalkthroughVMs(t *testing.T) {
 		if n.Client != (h.Role == "client") {
 			t.Errorf("%s: programs.choria.enable = %v", where, n.Client)
 		}
-		if h.Role == "plugins" && (!strings.Contains(n.WebserverRoot, "-choria-plugins") || !strings.HasSuffix(n.WebserverRoot, "/docroot")) {
-			t.Errorf("%s: serves %q, want choria-plugins' docroot", where, n.WebserverRoot)
+		if h.Role == "plugins" && (n.DocrootScript == nil || !strings.Contains(*n.DocrootScript, "-choria-plugins-") ||
+			!strings.Contains(*n.DocrootScript, " "+n.WebserverRoot+"/")) {
+			t.Errorf("%s: serves %q, not filled with choria-plugins' docroot by choria-lab-docroot", where, n.WebserverRoot)
+		}
+		if h.Role == "nats" && !slices.ContainsFunc(n.Environment.SystemPackages, func(p string) bool { return strings.HasSuffix(p, "-natscli") }) {
+			t.Errorf("%s: natscli is not installed (the walkthrough runs nats there)", where)
 		}
 		if h.Role == "client" && !slices.ContainsFunc(n.Environment.SystemPackages, func(p string) bool { return strings.HasSuffix(p, "-choria-lab-login") }) {
 			t.Errorf("%s: choria-lab-login is not installed: %q", where, n.Environment.SystemPackages)
@@ -241,6 +250,33 @@ func TestWalkthroughVMs(t *testing.T) {
 		for _, v := range vt.Nodes[h.Name].Virtualisation.VLANs {
 			if slices.Contains(client, v) {
 				t.Errorf("client and %s share VLAN %d", h.Name, v)
+			}
+		}
+	}
+
+	// The client's ~/htdocs is the plugins host's docroot: one shared
+	// directory, as the namespace lab binds one directory to both.
+	shares := func(name string) map[string]string {
+		m := map[string]string{}
+		for tag, d := range vt.Nodes[name].Virtualisation.SharedDirectories {
+			m[tag] = d.Source + " -> " + d.Target
+		}
+		return m
+	}
+	for _, h := range hosts {
+		got := shares(h.Name)
+		switch h.Role {
+		case "client", "plugins":
+			target := "/root/htdocs"
+			if h.Role == "plugins" {
+				target = vt.Nodes[h.Name].WebserverRoot
+			}
+			if len(got) != 1 || got["choria-htdocs"] != `"$SHARED_DIR"/choria-htdocs -> `+target {
+				t.Errorf("nodes.%s: shared directories %v, want choria-htdocs on %s", h.Name, got, target)
+			}
+		default:
+			if len(got) != 0 {
+				t.Errorf("nodes.%s: shares %v", h.Name, got)
 			}
 		}
 	}

@@ -133,6 +133,37 @@ let
   # (gathered with choria-facts) and the external agents manager, which
   # deploys the requests agent from the plugins host.
   agentDir = "${topo.roles.server.state_dir}/plugins/mcollective/agent";
+  # A machine definition of machines/ with some of its lines replaced, as
+  # machines.Render* does for the namespace lab (internal/nixcheck compares
+  # the two); evaluation fails if a line to replace is not there.
+  renderMachine =
+    name: replacements:
+    let
+      shipped = builtins.readFile (../../machines + "/${name}/machine.yaml");
+      froms = lib.attrNames replacements;
+      missing = lib.filter (line: !(lib.hasInfix line shipped)) froms;
+    in
+    if missing != [ ] then
+      throw "machines/${name}/machine.yaml no longer has the line(s) ${lib.concatStringsSep ", " missing}"
+    else
+      pkgs.writeText "${name}-machine.yaml" (
+        lib.replaceStrings froms (map (f: replacements.${f}) froms) shipped
+      );
+
+  # The external agents machine at the lab's plugin intervals (choria-plugin-pack
+  # external-agents-machine has no flags for them).
+  externalAgentsMachine = renderMachine "external_agents" {
+    "    interval: 6m\n" = "    interval: ${timing.plugins_interval}\n";
+    "      plugin_manage_interval: 5m\n" = "      plugin_manage_interval: ${timing.plugins_manage_interval}\n";
+    "      plugins_directory: /var/lib/choria/plugins/mcollective/agent\n" =
+      "      plugins_directory: ${agentDir}\n";
+  };
+
+  # The Scout check the client packs into a plugin, at the lab's interval.
+  checkChoriaMachine = renderMachine "check_choria" {
+    "    interval: 5m\n" = "    interval: ${timing.scout_check_interval}\n";
+  };
+
   installMachines = ''
     ${lib.escapeShellArgs [
       pluginPack
@@ -148,16 +179,26 @@ let
       echo "${externalAgentsData} is missing: it is made with the credentials, on the bootstrapping host" >&2
       exit 1
     fi
-    ${lib.escapeShellArgs [
-      pluginPack
-      "external-agents-machine"
-      "--dir"
-      "${roleDirs.config_dir}/machine/external_agents"
-      "--plugins-directory"
-      agentDir
-      "--machine-data"
-      externalAgentsData
-    ]}
+    # The signed manifest first: the server may be watching the directory.
+    install -d -m 0755 ${roleDirs.config_dir}/machine/external_agents
+    install -m 0644 ${externalAgentsData} ${roleDirs.config_dir}/machine/external_agents/machine_data.json
+    install -m 0644 ${externalAgentsMachine} ${roleDirs.config_dir}/machine/external_agents/machine.yaml
+  '';
+
+  # The client's home as the reference's walkthrough expects it: the plugin
+  # signer in ~/credentials and the check_choria source in ~/plugins (the
+  # namespace lab binds the same). ~/htdocs, served by the plugins host, is
+  # the deployment's business (the VM test shares a directory).
+  installClientHome = ''
+    ln -sfn ${cfg.credentialsDir}/client /root/credentials
+    install -D -m 0644 ${checkChoriaMachine} /root/plugins/check_choria/machine.yaml
+  '';
+
+  # What the plugins host serves: choria-plugins' archives, copied into a
+  # writable directory so more can be added at run time.
+  installDocroot = ''
+    install -d -m 0755 ${cfg.docroot}
+    install -m 0644 ${cfg.plugins}/docroot/* ${cfg.docroot}/
   '';
 in
 {
@@ -210,6 +251,16 @@ in
       '';
     };
 
+    docroot = lib.mkOption {
+      type = types.str;
+      default = "/srv/choria-plugins";
+      description = ''
+        On the plugins host: the directory served, filled with
+        {option}`plugins`' archives at start; plugins added there at run time
+        are served too.
+      '';
+    };
+
     timings = lib.mkOption {
       type = types.enum [
         "lab"
@@ -224,8 +275,6 @@ in
     networking.hostName = self.name;
     networking.domain = topo.domain;
     networking.hosts = hostEntries;
-
-    environment.systemPackages = [ cfg.package ];
 
     systemd.services.choria-lab-credentials = lib.mkIf (needsCredentials || cfg.bootstrap) {
       description = "Choria lab credentials";
@@ -245,6 +294,7 @@ in
           signPlugins
         ]
         ++ lib.optional (credentialOwners ? ${role}) installCredentials
+        ++ lib.optional (role == "client") installClientHome
         ++ lib.optional (role == "server") installMachines
       );
     };
@@ -271,6 +321,9 @@ in
       configFile = "${roleDirs.config_dir}/sr.yaml";
     };
 
+    # `nats` for looking at the replicated streams, as in the reference.
+    environment.systemPackages = [ cfg.package ] ++ lib.optional (role == "nats") pkgs.natscli;
+
     services.nats = lib.mkIf (role == "nats") {
       enable = true;
       serverName = self.name;
@@ -281,8 +334,21 @@ in
 
     services.choria-plugins-webserver = lib.mkIf (role == "plugins") {
       enable = true;
-      root = "${cfg.plugins}/docroot";
+      root = cfg.docroot;
       port = ports.plugins_http;
+    };
+
+    systemd.services.choria-lab-docroot = lib.mkIf (role == "plugins") {
+      description = "Choria lab plugin archives";
+      wantedBy = [ "multi-user.target" ];
+      requiredBy = [ "choria-plugins-webserver.service" ];
+      before = [ "choria-plugins-webserver.service" ];
+      path = [ pkgs.coreutils ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+      };
+      script = installDocroot;
     };
 
     programs.choria = lib.mkIf (role == "client") {

@@ -96,12 +96,18 @@ let
       "''${2:-${credentialsDir}/operator/user-$user.password}"
   '';
 
+  # The client's ~/htdocs is the plugins host's docroot, one directory the
+  # two VMs share (the namespace lab binds one directory to both), under the
+  # test driver's shared directory; the test script makes it before the VMs
+  # start.
+  htdocsShare = "choria-htdocs";
+
   node =
     host:
     let
       networks = t.networksOf host;
     in
-    { lib, ... }:
+    { config, lib, ... }:
     {
       imports = [ nixosModules.lab ];
 
@@ -139,6 +145,13 @@ let
       networking.extraHosts = lib.mkForce "";
 
       environment.systemPackages = lib.optional (host.role == "client") login;
+
+      virtualisation.sharedDirectories = lib.mkIf (host.role == "client" || host.role == "plugins") {
+        ${htdocsShare} = {
+          source = ''"$SHARED_DIR"/${htdocsShare}'';
+          target = if host.role == "client" then "/root/htdocs" else config.services.choria-lab.docroot;
+        };
+      };
     };
 
   # Facts the test script reads, as JSON.
@@ -149,6 +162,9 @@ let
       fqdn = t.fqdn h.name;
     }) t.hosts;
     roles = topo.roles;
+    streams = topo.streams;
+    users = map (u: u.name) topo.users;
+    inherit htdocsShare;
     scenario = if scenarioFile == null then null else "${scenarioFile}";
     domain = topo.domain;
   };
@@ -161,6 +177,9 @@ testers.runNixOSTest {
   # The provisioner's interval is a minute; the walkthrough's own deadlines
   # are in the scenario.
   globalTimeout = 3600;
+
+  # For the ed25519 check of signed submissions.
+  extraPythonPackages = p: [ p.cryptography ];
 
   testScript = ''
     FACTS = ${builtins.toJSON (builtins.toJSON facts)}

@@ -5,9 +5,13 @@
 # It must pass the test driver's pyflakes and mypy checks: machine names and
 # driver symbols (start_all, subtest) are globals there.
 import base64
+import importlib
+import io
 import json
 import os
+import re
 import shlex
+import tarfile
 import tempfile
 import time
 
@@ -74,6 +78,13 @@ def provisioned(name):
     )
 
 
+def prepare_htdocs():
+    """The directory the client (~/htdocs) and the plugins host (its docroot)
+    share must exist on this side before they start."""
+    os.makedirs(MACHINES["client"].shared_dir / facts["htdocsShare"], exist_ok=True)
+
+
+prepare_htdocs()
 start_all()
 
 with subtest("the broker bootstraps the lab's credentials and serves"):
@@ -96,82 +107,307 @@ with subtest("servers start unprovisioned and are provisioned by the provisioner
         MACHINES[name].wait_until_succeeds(provisioned(name), timeout=300)
 
 
-def until(machine, command, check, deadline, what):
-    """Run command on machine until check(status, output) holds, for at most
-    deadline seconds; fail with the last output."""
-    start = time.monotonic()
-    while True:
-        status, output = machine.execute(command)
-        if check(status, output):
-            return output
-        if time.monotonic() - start > deadline:
-            raise Exception(
-                f"{what}: `{command}` on {machine.name} did not succeed within"
-                f" {deadline}s; exit {status}, output:\n{output}"
-            )
-        time.sleep(2)
+
+# --- the shared scenario (walkthrough/scenario.json) ------------------------
+# Its "description" field is the format; internal/walkthrough is the Go
+# runner this mirrors. Steps run in order and the first failure ends the test.
+
+VAR_RE = re.compile(r"\$\{([^${}]+)\}")
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def login(user, password_file=None):
-    """`choria login` on the client, answered by expect(1)."""
-    args = [user] + ([password_file] if password_file else [])
-    return MACHINES["client"].execute(
-        "choria-lab-login " + " ".join(shlex.quote(a) for a in args)
+class ScenarioError(Exception):
+    """The scenario itself is wrong (an unknown variable): no retry helps."""
+
+
+def duration(text, default):
+    """A Go duration ("90s", "1m30s") in seconds."""
+    if not text:
+        return default
+    parts = DURATION_RE.findall(text)
+    if "".join(n + u for n, u in parts) != text:
+        raise ScenarioError(f"{text!r} is not a duration")
+    return sum(float(n) * DURATION_UNITS[u] for n, u in parts)
+
+
+def expand(text, variables):
+    """Replace ${name}, innermost first, as Vars.Expand does."""
+    for _ in range(8):
+        if not VAR_RE.search(text):
+            break
+        missing = []
+
+        def value(m):
+            name = m.group(1)
+            if name not in variables:
+                missing.append(name)
+                return m.group(0)
+            return variables[name]
+
+        text = VAR_RE.sub(value, text)
+        if missing:
+            raise ScenarioError("unknown variable " + ", ".join(sorted(set(missing))))
+    return text
+
+
+def pattern(text, variables):
+    # Multi-line, as the Go runner's (?m).
+    return re.compile(expand(text, variables), re.M)
+
+
+def check_expectations(expect, status, output, variables, is_login):
+    """Every unmet expectation, as Expect.Check lists them."""
+    failed = []
+    if not is_login:
+        want = expect.get("exit", 0)
+        if want == "nonzero":
+            ok = status != 0
+        elif want == "any":
+            ok = True
+        else:
+            ok = status == int(want)
+        if not ok:
+            failed.append(f"exit status {want}, got {status}")
+    for c in expect.get("contains", []):
+        c = expand(c, variables)
+        if c not in output:
+            failed.append(f"output contains {c!r}")
+    for c in expect.get("not_contains", []):
+        c = expand(c, variables)
+        if c in output:
+            failed.append(f"output does not contain {c!r}")
+    for p in expect.get("regex", []):
+        r = pattern(p, variables)
+        if not r.search(output):
+            failed.append(f"output matches /{r.pattern}/")
+    for p in expect.get("not_regex", []):
+        r = pattern(p, variables)
+        m = r.search(output)
+        if m:
+            failed.append(f"output does not match /{r.pattern}/ (it has {m.group(0)!r})")
+    for c in expect.get("count", []):
+        r = pattern(c["regex"], variables)
+        n = sum(1 for _ in r.finditer(output))
+        if "equals" in c:
+            want = int(expand(c["equals"], variables).strip())
+            if n != want:
+                failed.append(f"{want} matches of /{r.pattern}/, got {n}")
+        else:
+            least = int(expand(c["min"], variables).strip())
+            if n < least:
+                failed.append(f"at least {least} matches of /{r.pattern}/, got {n}")
+    return failed
+
+
+def captures(patterns, output, variables):
+    got, failed = {}, []
+    for name, p in patterns.items():
+        name = expand(name, variables)
+        r = pattern(p, variables)
+        m = r.search(output)
+        if m is None:
+            failed.append(f"output matches /{r.pattern}/ to capture {name}")
+        else:
+            got[name] = m.group(1)
+    return got, failed
+
+
+def run_command(machine, command, timeout):
+    """sh -c command as root with HOME=/root, stdout and stderr interleaved,
+    its process group killed after timeout seconds (exit 124)."""
+    wrapped = (
+        "cd /root && env HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb"
+        f" timeout -k 5 {int(timeout)} sh -c {shlex.quote(command)} 2>&1"
     )
+    status, output = machine.execute(wrapped, timeout=None)
+    if status == 124:
+        return None, output
+    return status, output
 
 
-def check(condition, message):
-    if not condition:
-        raise Exception(message)
+def run_login(machine, user, password, timeout):
+    """`choria login` on a terminal (choria-lab-login, expect(1)); the
+    password goes through a file, not the command line."""
+    machine.succeed(
+        "umask 077; printf '%s\\n' " + shlex.quote(password) + " > /run/wt-login-password"
+    )
+    status, output = machine.execute(
+        f"timeout -k 5 {int(timeout)} choria-lab-login {shlex.quote(user)}"
+        " /run/wt-login-password 2>&1; rc=$?; rm -f /run/wt-login-password; exit $rc",
+        timeout=None,
+    )
+    return status, output
 
 
-def run_subset():
-    """Login, ping and provisioning checks, until the shared scenario exists."""
-    client = MACHINES["client"]
-    with subtest("login: every user logs in; a wrong password is refused"):
-        for user in ["choria", "streams", "admin"]:
-            status, output = login(user)
-            check(
-                status == 0 and "Token saved" in output,
-                f"choria login as {user} failed:\n{output}",
+def verify_submission(params, output):
+    """What the VM test checks of a signed submission: the headers, and the
+    ed25519 signature of the payload by the key in the Choria-Token. That
+    the token's chain verifies against the organisation issuer is checked by
+    the Go runner (choria-io/tokens) only."""
+    message = json.loads(output)
+    headers = {}
+    for line in base64.b64decode(message["hdrs"]).decode().splitlines()[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            headers[key.strip()] = value.strip()
+    for key, want in (("Nats-Msg-Id", params["msg_id"]), ("Choria-Identity", params["identity"])):
+        if headers.get(key) != want:
+            return f"{key} is {headers.get(key)!r}, want {want!r}"
+    token, signature = headers.get("Choria-Token"), headers.get("Choria-Signature")
+    if not token or not signature:
+        return f"the message lacks Choria-Token or Choria-Signature (headers: {sorted(headers)})"
+    claims_part = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(claims_part + "=" * (-len(claims_part) % 4)))
+    if claims.get("identity") != params["identity"]:
+        return f"the Choria-Token is for {claims.get('identity')!r}"
+    ed25519 = importlib.import_module("cryptography.hazmat.primitives.asymmetric.ed25519")
+    key = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(claims["public_key"]))
+    try:
+        key.verify(bytes.fromhex(signature), base64.b64decode(message["data"]))
+    except Exception as e:
+        return f"the Choria-Signature is not the token key's signature of the payload: {e!r}"
+    print("  submission-signature: headers and payload signature verified;"
+          " the token's chain to the issuer is verified by the Go runner only")
+    return None
+
+
+def verify_go_package(params, output):
+    """The generated package is unpacked and its files checked; compiling
+    it needs the Go module cache, which only the Go runner has."""
+    archive = tarfile.open(fileobj=io.BytesIO(base64.b64decode(output.strip())))
+    sources = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(".go")]
+    if not sources:
+        return "the generated package has no .go file"
+    for m in sources:
+        f = archive.extractfile(m)
+        text = f.read().decode() if f else ""
+        if not re.search(r"^package " + re.escape(params["package"]) + r"$", text, re.M):
+            return f"{m.name} is not in package {params['package']}"
+    print(f"  go-package: {len(sources)} Go files of package {params['package']};"
+          f" compiling against {params['require']} is done by the Go runner only")
+    return None
+
+
+VERIFIERS = {
+    "submission-signature": verify_submission,
+    "go-package": verify_go_package,
+}
+
+
+def attempt(step, host, variables):
+    """One attempt: (ok, fatal, failures, output, captured)."""
+    machine = MACHINES[host]
+    timeout = duration(step.get("timeout"), 60.0)
+    login = step.get("login")
+    if login:
+        user = expand(login["user"], variables)
+        password = expand(login["password"], variables)
+        status, output = run_login(machine, user, password, timeout)
+        failed = []
+        if login["expect"] == "success" and status != 0:
+            failed.append(f"login as {user} succeeds, got exit {status}")
+        if login["expect"] == "refused" and status == 0:
+            failed.append(f"login as {user} is refused, but it succeeded")
+    else:
+        command = expand(step["command"], variables)
+        code, output = run_command(machine, command, timeout)
+        if code is None:
+            return False, False, [f"finished within {timeout:.0f}s"], output, {}
+        status, failed = code, []
+    failed += check_expectations(step.get("expect", {}), status, output, variables, bool(login))
+    captured, cfailed = captures(step.get("capture", {}), output, variables)
+    failed += cfailed
+    if failed:
+        return False, False, failed, output, {}
+    if step.get("verify"):
+        params = {k: expand(v, variables) for k, v in step["verify"].items()}
+        problem = VERIFIERS[params["kind"]](params, output)
+        if problem:
+            return False, False, [f"{params['kind']} verifies, got: {problem}"], output, {}
+    return True, False, [], output, captured
+
+
+def run_step(name, step, variables):
+    """Retry until the step passes or its deadline passes; its captures."""
+    start = time.monotonic()
+    host = expand(step["host"], variables)
+    deadline = duration(step.get("deadline"), 0.0)
+    interval = duration(step.get("interval"), 2.0)
+    attempts = 0
+    while True:
+        attempts += 1
+        ok, fatal, failed, output, captured = attempt(step, host, variables)
+        elapsed = time.monotonic() - start
+        if ok:
+            print(f"PASS  {name:<42} {elapsed:7.1f}s")
+            return captured
+        if fatal or elapsed + interval >= deadline:
+            what = step.get("command") or f"choria login as {step['login']['user']}"
+            raise Exception(
+                f"walkthrough step {name} failed on {host} after {attempts} attempt(s)"
+                f" in {elapsed:.1f}s\n  command: {expand(what, variables)}\n"
+                + "".join(f"  expected: {f}\n" for f in sorted(failed))
+                + f"  got:\n{output[-6000:]}"
             )
-        client.succeed("echo not-the-password > /tmp/wrong-password")
-        status, output = login("admin", "/tmp/wrong-password")
-        check(status != 0, f"a wrong password logged in:\n{output}")
-        # Logged in as admin from here on.
-        status, output = login("admin")
-        check(status == 0, f"choria login as admin failed:\n{output}")
-
-    with subtest("ping: every server answers the client"):
-        expected = f"{len(SERVERS)} replies"
-        until(
-            client,
-            "choria ping",
-            lambda status, output: status == 0 and expected in output,
-            120,
-            "ping",
-        )
-
-    with subtest("provisioning: every server is provisioned and connected"):
-        for name in SERVERS:
-            server = MACHINES[name]
-            until(
-                server,
-                "choria tool status --status-file /var/log/choria-status.json"
-                " --provisioned --no-disconnected",
-                lambda status, output: status == 0,
-                120,
-                "provisioned status",
-            )
-            identity = server.succeed(
-                "sed -n 's/^identity *= *//p' /etc/choria/server.conf"
-            ).strip()
-            check(
-                identity == HOSTS[name]["fqdn"],
-                f"{name}: the provisioner gave it the identity {identity!r}",
-            )
+        time.sleep(interval)
 
 
-if facts["scenario"] is None:
-    print("walkthrough/scenario.json is absent: login, ping and provisioning only")
-    run_subset()
+def scenario_variables():
+    """The variables the scenario's description lists, for these VMs."""
+    servers = [HOSTS[name] for name in SERVERS]
+    streams = facts["streams"]
+    v = {
+        "domain": facts["domain"],
+        "servers.count": str(len(servers)),
+        "servers.names": " ".join(s["name"] for s in servers),
+        "servers.fqdns": " ".join(s["fqdn"] for s in servers),
+        "servers.first": servers[0]["name"],
+        "servers.first.fqdn": servers[0]["fqdn"],
+        # bootstrap.AAAAuditLog
+        "path.aaa_audit_log": facts["roles"]["aaa"]["state_dir"] + "/signer_audit.json",
+        "stream.registration": streams["registration"]["name"],
+        "stream.registration.subjects": " ".join(streams["registration"]["subjects"]),
+        "stream.submission": streams["submission"]["name"],
+        "stream.submission.subjects": " ".join(streams["submission"]["subjects"]),
+        "stream.plugins_bucket": streams["plugins_bucket"],
+        "stream.plugins_key": streams["plugins_key"],
+        "stream.replicator_name": streams["replicator_name"],
+        "stream.monitor_subject": streams["monitor_subject"],
+    }
+    for role, dirs in facts["roles"].items():
+        v[f"role.{role}.config_dir"] = dirs["config_dir"]
+        v[f"role.{role}.state_dir"] = dirs["state_dir"]
+    for h in facts["hosts"]:
+        v[f"fqdn.{h['name']}"] = h["fqdn"]
+
+    def secret(path):
+        return BOOTSTRAP.succeed(f"cat {CREDS}/{path}").strip()
+
+    for user in facts["users"]:
+        v[f"password.{user}"] = secret(f"operator/user-{user}.password")
+    v["provisioning.token"] = secret("operator/provisioning-token")
+    v["issuer.public_key"] = secret("issuer/issuer.public")
+    return v
+
+
+def run_scenario(path):
+    with open(path) as f:
+        scenario = json.load(f)
+    variables = scenario_variables()
+    for step in scenario["steps"]:
+        if step.get("each") == "servers":
+            instances = [
+                (f"{step['name']}/{name}", {"item": name, "item.fqdn": HOSTS[name]["fqdn"]})
+                for name in SERVERS
+            ]
+        else:
+            instances = [(step["name"], {})]
+        for name, extra in instances:
+            with subtest(f"walkthrough: {name}"):
+                captured = run_step(name, step, {**variables, **extra})
+                variables.update(captured)
+
+
+with subtest("the walkthrough scenario"):
+    run_scenario(facts["scenario"])

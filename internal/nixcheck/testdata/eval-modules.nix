@@ -208,6 +208,15 @@ let
             type = types.ints.positive;
             default = 1024;
           };
+          sharedDirectories = lib.mkOption {
+            type = types.attrsOf (
+              types.submodule {
+                options.source = lib.mkOption { type = types.str; };
+                options.target = lib.mkOption { type = types.path; };
+              }
+            );
+            default = { };
+          };
         };
         users.users = lib.mkOption {
           type = types.attrsOf (
@@ -521,6 +530,7 @@ let
         servers = config.services.choria-lab.topology.servers.count;
       };
       webserverRoot = config.services.choria-plugins-webserver.root;
+      docrootScript = config.systemd.services.choria-lab-docroot.script or null;
       enabled = lib.filter (n: config.services.${n}.enable or false) [
         "choria-broker"
         "choria-server"
@@ -565,6 +575,8 @@ in
   # The scripts that run choria-plugin-pack: the build of choria-plugins, and
   # the lab profile's start-up on the bootstrapping host and on a server.
   pluginScripts = {
+    client = (evaluate labScenarios.lab-client).systemd.services.choria-lab-credentials.script;
+    docroot = (evaluate labScenarios.lab-plugins).systemd.services.choria-lab-docroot.script;
     build = flake.packages.x86_64-linux.choria-plugins.script;
     bootstrap = (evaluate labScenarios.lab-broker).systemd.services.choria-lab-credentials.script;
     server = (evaluate labScenarios.lab-server3).systemd.services.choria-lab-credentials.script;
