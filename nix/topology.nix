@@ -41,7 +41,9 @@ rec {
 
   # "198.18.0.0/22" -> 22
   prefixLength = lib.listToAttrs (
-    map (n: lib.nameValuePair n.name (lib.toInt (lib.last (lib.splitString "/" n.subnet)))) topo.networks
+    map (
+      n: lib.nameValuePair n.name (lib.toInt (lib.last (lib.splitString "/" n.subnet)))
+    ) topo.networks
   );
 
   # A host's networks, in the topology's order.

@@ -25,7 +25,8 @@ let
 
   # Where servers download the archives from, as in the namespace lab.
   baseURL =
-    "http://${pluginsHost.name}.${topology.domain}" + lib.optionalString (port != 80) ":${toString port}";
+    "http://${pluginsHost.name}.${topology.domain}"
+    + lib.optionalString (port != 80) ":${toString port}";
 
   pack = lib.getExe' choria-reference "choria-plugin-pack";
 in

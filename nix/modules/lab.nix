@@ -154,7 +154,8 @@ let
   # external-agents-machine has no flags for them).
   externalAgentsMachine = renderMachine "external_agents" {
     "    interval: 6m\n" = "    interval: ${timing.plugins_interval}\n";
-    "      plugin_manage_interval: 5m\n" = "      plugin_manage_interval: ${timing.plugins_manage_interval}\n";
+    "      plugin_manage_interval: 5m\n" =
+      "      plugin_manage_interval: ${timing.plugins_manage_interval}\n";
     "      plugins_directory: /var/lib/choria/plugins/mcollective/agent\n" =
       "      plugins_directory: ${agentDir}\n";
   };

@@ -106,6 +106,7 @@ let
     host:
     let
       networks = t.networksOf host;
+      sharesHtdocs = host.role == "client" || host.role == "plugins";
     in
     { config, lib, ... }:
     {
@@ -146,10 +147,11 @@ let
 
       environment.systemPackages = lib.optional (host.role == "client") login;
 
-      virtualisation.sharedDirectories = lib.mkIf (host.role == "client" || host.role == "plugins") {
+      virtualisation.sharedDirectories = lib.mkIf sharesHtdocs {
         ${htdocsShare} = {
           source = ''"$SHARED_DIR"/${htdocsShare}'';
-          target = if host.role == "client" then "/root/htdocs" else config.services.choria-lab.docroot;
+          target =
+            if host.role == "client" then "/root/htdocs" else config.services.choria-lab.docroot;
         };
       };
     };
