@@ -203,6 +203,12 @@ func TestChoriaConfigurationsParseUpstream(t *testing.T) {
 	assert.Equal(t, []string{"choria"}, broker.Choria.IssuerNames)
 	assert.Equal(t, issuer, broker.Option("plugin.security.issuer.choria.public", ""))
 	assert.Equal(t, []string{"registration"}, broker.Choria.BrokerAdapters)
+	// set, so the broker creates its system streams at once
+	assert.Equal(t, 1, broker.Choria.NetworkEventStoreReplicas)
+	assert.Equal(t, 1, broker.Choria.NetworkMachineStoreReplicas)
+	assert.Equal(t, 1, broker.Choria.NetworkStreamAdvisoryReplicas)
+	assert.Equal(t, 1, broker.Choria.NetworkLeaderElectionReplicas)
+	assert.Equal(t, 1, broker.Choria.NetworkExecutorReplicas)
 	assert.Equal(t, "choria.node_metadata.%s", broker.Option("plugin.choria.adapter.registration.stream.topic", ""))
 
 	client := loadChoriaConf(t, out, FileClientConfig, false)

@@ -75,6 +75,13 @@ func (s *state) renderBroker() ([]byte, error) {
 	c.set("plugin.choria.network.client_port", strconv.Itoa(t.Ports.BrokerClient))
 	c.set("plugin.choria.network.peer_port", strconv.Itoa(t.Ports.BrokerCluster))
 	c.set("plugin.choria.network.stream.store", path.Join(t.Roles[topology.RoleBroker].StateDir, "streams"))
+	// With replicas left at -1 the broker waits a random 10-70 s before it
+	// creates its system streams (CHORIA_EVENTS, ...), to count its cluster
+	// peers; the topology says how many brokers there are.
+	replicas := strconv.Itoa(brokerCount(t))
+	for _, k := range []string{"event", "machine", "advisory", "leader_election", "executor"} {
+		c.set("plugin.choria.network.stream."+k+"_replicas", replicas)
+	}
 	c.set("plugin.choria.network.system.user", systemUser)
 	c.set("plugin.choria.network.system.password", s.text(fileSystemPassword))
 	c.set("plugin.choria.network.provisioning.client_password", s.text(fileProvisioningPassword))
@@ -93,6 +100,16 @@ func (s *state) renderBroker() ([]byte, error) {
 	c.set("plugin.choria.adapter.registration.ingest.topic", registrationIngestTopic(t))
 	c.set("plugin.choria.adapter.registration.ingest.protocol", "request")
 	return c.bytes("Choria Broker"), nil
+}
+
+func brokerCount(t *topology.Topology) int {
+	n := 0
+	for _, h := range t.Hosts {
+		if h.Role == topology.RoleBroker {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *state) renderClient() ([]byte, error) {
