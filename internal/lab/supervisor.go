@@ -65,6 +65,9 @@ func NewSupervisor(layout Layout, env []string, report func(format string, args 
 // Changed is signalled whenever a process starts or restarts.
 func (s *Supervisor) Changed() <-chan struct{} { return s.changed }
 
+// Stopped is closed when Stop begins.
+func (s *Supervisor) Stopped() <-chan struct{} { return s.stopped }
+
 // Start runs p on host and keeps it running until Stop.
 func (s *Supervisor) Start(host *netlab.Host, p Process) (*Supervised, error) {
 	if err := os.MkdirAll(s.layout.Logs(host.Name()), 0o755); err != nil {

@@ -481,9 +481,14 @@ func (r *Running) saveState() error {
 
 // publishChanges keeps lab.json current as processes restart.
 func (r *Running) publishChanges() {
-	for range r.supervisor.Changed() {
-		if err := r.saveState(); err != nil {
-			fmt.Fprintf(r.out, "choria-lab: %v\n", err)
+	for {
+		select {
+		case <-r.supervisor.Stopped():
+			return
+		case <-r.supervisor.Changed():
+			if err := r.saveState(); err != nil {
+				fmt.Fprintf(r.out, "choria-lab: %v\n", err)
+			}
 		}
 	}
 }
