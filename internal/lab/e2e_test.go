@@ -221,9 +221,12 @@ func TestLabFailedStartLeavesNothing(t *testing.T) {
 
 	dir := t.TempDir()
 	before := anchorsRunning(t)
-	_, err = Up(context.Background(), Options{Dir: dir, BinDirs: append([]string{brokenDir}, dirs...), Servers: 2, Timeout: 8 * time.Second})
+	started := time.Now()
+	_, err = Up(context.Background(), Options{Dir: dir, BinDirs: append([]string{brokenDir}, dirs...), Servers: 2, Timeout: 2 * time.Minute})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "aaasvc on aaa did not start serving")
+	assert.Contains(t, err.Error(), "it died 3 times")
+	assert.Less(t, time.Since(started), 30*time.Second, "a program that keeps dying fails the bring-up early")
 	assert.Contains(t, err.Error(), filepath.Join(dir, "logs", "aaa", "aaasvc.log"))
 	log, rerr := os.ReadFile(filepath.Join(dir, "logs", "aaa", "aaasvc.log"))
 	require.NoError(t, rerr)

@@ -182,6 +182,13 @@ func (s *Supervisor) sleep(d time.Duration) bool {
 	}
 }
 
+// Restarts is how often the process has been restarted.
+func (sp *Supervised) Restarts() int {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.restarts
+}
+
 // Snapshots returns every process's state.
 func (s *Supervisor) Snapshots() []Snapshot {
 	s.mu.Lock()

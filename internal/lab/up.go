@@ -53,6 +53,10 @@ type PhaseTimes struct {
 	Network, Broker, Services, Provisioned time.Duration
 }
 
+// startupDeaths is how often a service may die while the lab comes up
+// before the bring-up gives up on it.
+const startupDeaths = 3
+
 // Up builds the whole deployment and returns once every server is provisioned.
 // On any failure, or when ctx ends first, everything it started is torn down.
 func Up(ctx context.Context, o Options) (_ *Running, err error) {
@@ -376,7 +380,8 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 			return fmt.Errorf("host %s is missing from the network", hp.Host.Name)
 		}
 		for _, p := range hp.Processes {
-			if _, err := r.supervisor.Start(h, p); err != nil {
+			sp, err := r.supervisor.Start(h, p)
+			if err != nil {
 				return err
 			}
 			if p.Ready == "" {
@@ -385,7 +390,23 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 			wg.Add(1)
 			go func(p Process) {
 				defer wg.Done()
-				if err := waitTCP(ctx, h, p.Ready); err != nil {
+				// a program that keeps dying will not serve: say so now,
+				// not when the whole bring-up times out
+				wctx, cancel := context.WithCancelCause(ctx)
+				defer cancel(nil)
+				go func() {
+					for wctx.Err() == nil {
+						if n := sp.Restarts(); n >= startupDeaths {
+							cancel(fmt.Errorf("it died %d times", n))
+							return
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}()
+				if err := waitTCP(wctx, h, p.Ready); err != nil {
+					if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil {
+						err = cause
+					}
 					errs <- fmt.Errorf("%s on %s did not start serving on %s: %w (see %s)", p.Name, hp.Host.Name, p.Ready, err, r.Plan.Layout.ProcessLog(hp.Host.Name, p.Name))
 				}
 			}(p)
