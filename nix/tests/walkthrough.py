@@ -234,7 +234,9 @@ def run_login(machine, user, password, timeout):
     )
     status, output = machine.execute(
         f"timeout -k 5 {int(timeout)} choria-lab-login {shlex.quote(user)}"
-        " /run/wt-login-password 2>&1; rc=$?; rm -f /run/wt-login-password; exit $rc",
+        # The driver runs commands under `set -e`: a plain `; rc=$?` would
+        # never be reached after a refused login, leaving the password file.
+        " /run/wt-login-password 2>&1 && rc=0 || rc=$?; rm -f /run/wt-login-password; exit $rc",
         timeout=None,
     )
     return status, output
