@@ -134,19 +134,22 @@
           });
           # Serves with nixpkgs' darkhttpd.
           choria-plugins-webserver = ./nix/modules/choria-plugins-webserver.nix;
-          lab = withPackages "lab" [
-            ./nix/modules/lab.nix
-            self.nixosModules.choria-broker
-            self.nixosModules.choria-server
-            self.nixosModules.choria-provisioner
-            self.nixosModules.choria-aaasvc
-            self.nixosModules.choria-stream-replicator
-            self.nixosModules.choria-client
-            self.nixosModules.choria-plugins-webserver
-          ] (p: {
-            services.choria-lab.package = lib.mkDefault p.choria-reference;
-            services.choria-lab.plugins = lib.mkDefault p.choria-plugins;
-          });
+          lab =
+            withPackages "lab"
+              [
+                ./nix/modules/lab.nix
+                self.nixosModules.choria-broker
+                self.nixosModules.choria-server
+                self.nixosModules.choria-provisioner
+                self.nixosModules.choria-aaasvc
+                self.nixosModules.choria-stream-replicator
+                self.nixosModules.choria-client
+                self.nixosModules.choria-plugins-webserver
+              ]
+              (p: {
+                services.choria-lab.package = lib.mkDefault p.choria-reference;
+                services.choria-lab.plugins = lib.mkDefault p.choria-plugins;
+              });
         };
 
       # The packages, for the modules' defaults in a nixpkgs of one's own.

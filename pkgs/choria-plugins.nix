@@ -18,9 +18,9 @@
 }:
 
 let
-  pluginsHost =
-    lib.findFirst (h: h.role == "plugins") (throw "the topology has no host with the role plugins")
-      topology.hosts;
+  pluginsHost = lib.findFirst (
+    h: h.role == "plugins"
+  ) (throw "the topology has no host with the role plugins") topology.hosts;
   port = topology.ports.plugins_http;
 
   # Where servers download the archives from, as in the namespace lab.

@@ -26,7 +26,9 @@
 }:
 
 # The go command escapes upper-case letters in proxy paths; not needed so far.
-assert lib.assertMsg (lib.toLower modulePath == modulePath) "go-module-proxy: ${modulePath} has upper-case letters";
+assert lib.assertMsg (
+  lib.toLower modulePath == modulePath
+) "go-module-proxy: ${modulePath} has upper-case letters";
 
 stdenvNoCC.mkDerivation {
   pname = "goproxy-" + lib.replaceStrings [ "/" ] [ "-" ] modulePath;

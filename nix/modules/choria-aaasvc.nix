@@ -31,7 +31,9 @@ let
       };
       files = {
         inherit (cfg) credentialFiles secretFiles;
-        jsonFiles = lib.optionalAttrs (cfg.usersFile != null) { "userlist_authenticator.users" = cfg.usersFile; };
+        jsonFiles = lib.optionalAttrs (cfg.usersFile != null) {
+          "userlist_authenticator.users" = cfg.usersFile;
+        };
       };
       output = runtimeConfig;
     }
@@ -193,7 +195,9 @@ in
             })
           ];
           choria.credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.choria.seedFile != null) { "plugin.security.choria.seed_file" = cfg.choria.seedFile; })
+            (lib.mkIf (cfg.choria.seedFile != null) {
+              "plugin.security.choria.seed_file" = cfg.choria.seedFile;
+            })
             (lib.mkIf (cfg.choria.tokenFile != null) {
               "plugin.security.choria.token_file" = cfg.choria.tokenFile;
             })
@@ -222,7 +226,9 @@ in
             LoadCredential =
               common.loadCredentials "" {
                 inherit (cfg) credentialFiles secretFiles;
-                jsonFiles = lib.optionalAttrs (cfg.usersFile != null) { "userlist_authenticator.users" = cfg.usersFile; };
+                jsonFiles = lib.optionalAttrs (cfg.usersFile != null) {
+                  "userlist_authenticator.users" = cfg.usersFile;
+                };
               }
               ++ common.loadCredentials "choria-" {
                 inherit (cfg.choria) credentialFiles secretFiles;

@@ -73,6 +73,9 @@ in
     environment.systemPackages = [ cfg.package ];
 
     environment.etc."choria/client.conf".source =
-      if cfg.configFile != null then cfg.configFile else common.choriaFormat.generate "client.conf" cfg.settings;
+      if cfg.configFile != null then
+        cfg.configFile
+      else
+        common.choriaFormat.generate "client.conf" cfg.settings;
   };
 }

@@ -15,7 +15,8 @@ let
   runtimeConfig = "/run/choria-provisioner/provisioner.yaml";
   runtimeChoriaConfig = "/run/choria-provisioner/choria.cfg";
   configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
-  choriaConfigPath = if cfg.choriaConfigFile != null then cfg.choriaConfigFile else runtimeChoriaConfig;
+  choriaConfigPath =
+    if cfg.choriaConfigFile != null then cfg.choriaConfigFile else runtimeChoriaConfig;
 
   renderConfig = pkgs.writeShellScript "choria-provisioner-config" (
     lib.optionalString (cfg.configFile == null) (
@@ -163,13 +164,19 @@ in
           ];
           secretFiles = lib.mkMerge [
             (lib.mkIf (cfg.tokenFile != null) { token = cfg.tokenFile; })
-            (lib.mkIf (cfg.brokerPasswordFile != null) { broker_provisioning_password = cfg.brokerPasswordFile; })
+            (lib.mkIf (cfg.brokerPasswordFile != null) {
+              broker_provisioning_password = cfg.brokerPasswordFile;
+            })
             (lib.mkIf (cfg.issuerPublicKeyFile != null) { jwt_verify_cert = cfg.issuerPublicKeyFile; })
           ];
           # The provisioner's Choria identity is its signer.
           choria.credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.signingSeedFile != null) { "plugin.security.choria.seed_file" = cfg.signingSeedFile; })
-            (lib.mkIf (cfg.signingTokenFile != null) { "plugin.security.choria.token_file" = cfg.signingTokenFile; })
+            (lib.mkIf (cfg.signingSeedFile != null) {
+              "plugin.security.choria.seed_file" = cfg.signingSeedFile;
+            })
+            (lib.mkIf (cfg.signingTokenFile != null) {
+              "plugin.security.choria.token_file" = cfg.signingTokenFile;
+            })
           ];
         };
 

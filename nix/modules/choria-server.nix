@@ -137,7 +137,9 @@ in
         (lib.mkIf (cfg.seedFile != null) { "plugin.security.choria.seed_file" = cfg.seedFile; })
         (lib.mkIf (cfg.tokenFile != null) { "plugin.security.choria.token_file" = cfg.tokenFile; })
       ];
-      secretFiles = lib.mkIf (cfg.issuerPublicKeyFile != null) { ${issuerKey} = cfg.issuerPublicKeyFile; };
+      secretFiles = lib.mkIf (cfg.issuerPublicKeyFile != null) {
+        ${issuerKey} = cfg.issuerPublicKeyFile;
+      };
     };
 
     environment.systemPackages = [ cfg.package ];

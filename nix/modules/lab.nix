@@ -24,7 +24,9 @@ let
 
   self =
     hostsByName.${cfg.host}
-      or (throw "services.choria-lab.host: ${cfg.host} is not a host of the topology (${lib.concatMapStringsSep ", " (h: h.name) hosts})");
+      or (throw "services.choria-lab.host: ${cfg.host} is not a host of the topology (${
+        lib.concatMapStringsSep ", " (h: h.name) hosts
+      })");
   role = self.role;
   roleDirs = topo.roles.${role};
 

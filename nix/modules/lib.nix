@@ -11,7 +11,9 @@ let
   inherit (lib) types;
 
   # A setting path: "a.b.0.c" -> [ "a" "b" 0 "c" ] (numbers index lists).
-  settingPath = name: map (c: if builtins.match "[0-9]+" c != null then lib.toInt c else c) (lib.splitString "." name);
+  settingPath =
+    name:
+    map (c: if builtins.match "[0-9]+" c != null then lib.toInt c else c) (lib.splitString "." name);
 
   # systemd credential names: letters, digits, "_" and "-".
   credentialId = prefix: name: prefix + lib.replaceStrings [ "." "/" ] [ "_" "_" ] name;
@@ -144,17 +146,22 @@ rec {
         i: key: "setpath(${builtins.toJSON (settingPath key)}; $s${toString i} | rtrimstr(\"\\n\"))"
       ) secretNames;
       credentialSets = lib.mapAttrsToList (
-        key: _: "setpath(${builtins.toJSON (settingPath key)}; $credentials + \"/${credentialId prefix key}\")"
+        key: _:
+        "setpath(${builtins.toJSON (settingPath key)}; $credentials + \"/${credentialId prefix key}\")"
       ) files.credentialFiles;
       jsonNames = lib.attrNames (files.jsonFiles or { });
       jsonArgs = lib.imap0 (
         i: key: ''--slurpfile j${toString i} "$CREDENTIALS_DIRECTORY/${credentialId prefix key}"''
       ) jsonNames;
-      jsonSets = lib.imap0 (i: key: "setpath(${builtins.toJSON (settingPath key)}; $j${toString i}[0])") jsonNames;
+      jsonSets = lib.imap0 (
+        i: key: "setpath(${builtins.toJSON (settingPath key)}; $j${toString i}[0])"
+      ) jsonNames;
       program = lib.concatStringsSep " | " ([ "." ] ++ secretSets ++ jsonSets ++ credentialSets);
     in
     ''
-      ${lib.getExe pkgs.jq} --arg credentials "''${CREDENTIALS_DIRECTORY:-}" ${lib.concatStringsSep " " (jqArgs ++ jsonArgs)} \
+      ${lib.getExe pkgs.jq} --arg credentials "''${CREDENTIALS_DIRECTORY:-}" ${
+        lib.concatStringsSep " " (jqArgs ++ jsonArgs)
+      } \
         ${lib.escapeShellArg program} ${base} > ${output}
     '';
 

@@ -150,8 +150,7 @@ let
       virtualisation.sharedDirectories = lib.mkIf sharesHtdocs {
         ${htdocsShare} = {
           source = ''"$SHARED_DIR"/${htdocsShare}'';
-          target =
-            if host.role == "client" then "/root/htdocs" else config.services.choria-lab.docroot;
+          target = if host.role == "client" then "/root/htdocs" else config.services.choria-lab.docroot;
         };
       };
     };

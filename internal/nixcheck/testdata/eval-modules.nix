@@ -118,17 +118,16 @@ let
     "expect"
   ] (name: drv name { });
 
-  flake =
-    (import (root + "/flake.nix")).outputs {
-      self = flake // {
-        lib.topology = lib.importJSON (root + "/topology/topology.json");
-      };
-      nixpkgs = {
-        inherit lib;
-        legacyPackages.x86_64-linux = pkgs;
-        legacyPackages.aarch64-linux = pkgs;
-      };
+  flake = (import (root + "/flake.nix")).outputs {
+    self = flake // {
+      lib.topology = lib.importJSON (root + "/topology/topology.json");
     };
+    nixpkgs = {
+      inherit lib;
+      legacyPackages.x86_64-linux = pkgs;
+      legacyPackages.aarch64-linux = pkgs;
+    };
+  };
 
   # The NixOS options the modules set, declared loosely.
   nixos =
@@ -151,7 +150,11 @@ let
           fqdnOrHostName = lib.mkOption {
             type = types.str;
             readOnly = true;
-            default = if config.networking.domain == null then config.networking.hostName else "${config.networking.hostName}.${config.networking.domain}";
+            default =
+              if config.networking.domain == null then
+                config.networking.hostName
+              else
+                "${config.networking.hostName}.${config.networking.domain}";
           };
           hosts = lib.mkOption {
             type = types.attrsOf (types.listOf types.str);
@@ -445,8 +448,7 @@ let
       m.choria-plugins-webserver
       { services.choria-plugins-webserver.enable = true; }
     ];
-  }
-  ;
+  };
 
   # The lab profile as each kind of host; the broker host bootstraps.
   labScenarios = lib.listToAttrs (
@@ -515,8 +517,12 @@ let
           }
         ) interfaces
       );
-      networking.primaryIPAddress = lib.optionalString (interfaces != [ ]) (address (lib.head interfaces));
-      networking.extraHosts = lib.concatMapStrings (n: "192.168.1.${toString nodeNumber.${n}} ${n}\n") nodeNames;
+      networking.primaryIPAddress = lib.optionalString (interfaces != [ ]) (
+        address (lib.head interfaces)
+      );
+      networking.extraHosts = lib.concatMapStrings (
+        n: "192.168.1.${toString nodeNumber.${n}} ${n}\n"
+      ) nodeNames;
     };
 
   reportNode =
@@ -558,12 +564,10 @@ in
 
   modules = lib.mapAttrs (_: modules: report (evaluate modules)) (scenarios // labScenarios);
 
-  packages = lib.mapAttrs (
-    _: p: {
-      inherit (p) name version;
-      meta = p.meta or { };
-    }
-  ) flake.packages.x86_64-linux;
+  packages = lib.mapAttrs (_: p: {
+    inherit (p) name version;
+    meta = p.meta or { };
+  }) flake.packages.x86_64-linux;
 
   goModuleProxy = flake.packages.x86_64-linux.choria.goArgs.passthru.appbuilderProxy.script;
   goModulesPreBuild = (flake.packages.x86_64-linux.choria.goArgs.overrideModAttrs { } { }).preBuild;
