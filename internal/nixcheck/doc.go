@@ -9,7 +9,9 @@
 //   - the programs listed in pkgs/choria-reference.nix are exactly the cmd/
 //     directories;
 //   - flake.lock pins the branch that flake.nix names, and every path that
-//     flake.nix refers to exists.
+//     flake.nix refers to exists;
+//   - every .nix file passes `nixfmt --check`, as checks.formatting requires
+//     (when nixfmt is on the PATH).
 //
 // The checks that need Nix skip when Debian's nix-bin is not installed; CI
 // installs it.

@@ -319,3 +319,17 @@ func TestFlakeJSONImports(t *testing.T) {
 		}
 	}
 }
+
+// TestNixFormatted runs `nixfmt --check` over every .nix file, as the flake's
+// checks.formatting does, so an unformatted file fails here before it fails
+// `nix flake check`. Skips when nixfmt is not on the PATH.
+func TestNixFormatted(t *testing.T) {
+	nixfmt := requireTool(t, "nixfmt")
+	root := repoRoot(t)
+	files := nixFiles(t, root)
+	cmd := exec.Command(nixfmt, append([]string{"--check"}, files...)...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nixfmt --check: %v\n%s\nformat them with: nixfmt %s", err, strings.TrimSpace(string(out)), strings.Join(files, " "))
+	}
+}
