@@ -151,6 +151,8 @@ let
         ${htdocsShare} = {
           source = ''"$SHARED_DIR"/${htdocsShare}'';
           target = if host.role == "client" then "/root/htdocs" else config.services.choria-lab.docroot;
+          # as the driver's own shares: no xattrs needed on the build machine's temp directory
+          securityModel = "none";
         };
       };
     };

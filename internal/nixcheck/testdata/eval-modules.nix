@@ -216,6 +216,15 @@ let
               types.submodule {
                 options.source = lib.mkOption { type = types.str; };
                 options.target = lib.mkOption { type = types.path; };
+                options.securityModel = lib.mkOption {
+                  type = types.enum [
+                    "passthrough"
+                    "mapped-xattr"
+                    "mapped-file"
+                    "none"
+                  ];
+                  default = "mapped-xattr";
+                };
               }
             );
             default = { };
