@@ -178,6 +178,9 @@ in
             LoadCredential = common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; };
             # Streams keep two files open per stream, NATS one per client.
             LimitNOFILE = 65536;
+            # The embedded NATS server lists the interfaces (a netlink
+            # socket) to advertise its addresses when it listens on all.
+            RestrictAddressFamilies = common.hardening.RestrictAddressFamilies ++ [ "AF_NETLINK" ];
           };
         };
 
