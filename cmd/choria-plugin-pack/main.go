@@ -49,6 +49,7 @@ type cli struct {
 	factsFile   string
 	maintenance time.Duration
 	pluginsDir  string
+	manage      time.Duration
 
 	// actionRan tells failures of the work apart from usage errors
 	actionRan bool
@@ -115,7 +116,14 @@ func run(args []string, stdout io.Writer, stderr io.Writer) (code int) {
 	ea.Flag("dir", "Machine directory to write, like /etc/choria/machine/external_agents").Required().StringVar(&c.dir)
 	ea.Flag("plugins-directory", "Directory agents are deployed into").Default("/var/lib/choria/plugins/mcollective/agent").StringVar(&c.pluginsDir)
 	ea.Flag("machine-data", "A machine_data.json made by sign --machine-data to install with it").ExistingFileVar(&c.machineData)
+	ea.Flag("interval", "Interval between reads of the plugins specification (default: the shipped 6m)").DurationVar(&c.interval)
+	ea.Flag("manage-interval", "Interval between checks of each deployed plugin (default: the shipped 5m)").DurationVar(&c.manage)
 	ea.Action(c.action(c.externalAgentsMachine))
+
+	ccm := app.Command("check-choria-machine", "Write the check_choria machine directory, the source of the check-choria archive")
+	ccm.Flag("dir", "Machine directory to write, like ~/plugins/check_choria").Required().StringVar(&c.dir)
+	ccm.Flag("interval", "Interval between checks (default: the shipped 5m)").DurationVar(&c.interval)
+	ccm.Action(c.action(c.checkChoriaMachine))
 
 	// fisk prints usage and exits 0 without a command, a build script that
 	// lost its arguments must fail instead
@@ -305,8 +313,18 @@ func (c *cli) factsMachine() error {
 	return c.writeMachine(def)
 }
 
+func (c *cli) checkChoriaMachine() error {
+	def, err := machines.RenderCheckChoria(c.interval)
+	if err != nil {
+		return err
+	}
+	return c.writeMachine(def)
+}
+
 func (c *cli) externalAgentsMachine() error {
-	def, err := machines.RenderExternalAgents(machines.ExternalAgentsOptions{PluginsDirectory: c.pluginsDir})
+	def, err := machines.RenderExternalAgents(machines.ExternalAgentsOptions{
+		PluginsDirectory: c.pluginsDir, Interval: c.interval, ManageInterval: c.manage,
+	})
 	if err != nil {
 		return err
 	}

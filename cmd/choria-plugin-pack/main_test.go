@@ -160,6 +160,24 @@ func TestMachines(t *testing.T) {
 	data, ok := m.DataGet("spec")
 	require.True(t, ok, "machine data is loaded by the machine")
 	require.Equal(t, map[string]any{"plugins": "W10="}, data)
+	require.Equal(t, "6m", m.WatcherDefs[0].Interval, "the shipped interval without --interval")
+
+	code, _, errOut = cmd(t, "external-agents-machine", "--dir", ea, "--interval", "20s", "--manage-interval", "15s")
+	require.Equal(t, 0, code, errOut)
+	m, _ = machinetest.Load(t, ea)
+	require.Equal(t, "20s", m.WatcherDefs[0].Interval)
+	require.Equal(t, "15s", m.WatcherDefs[0].Properties["plugin_manage_interval"])
+
+	cc := filepath.Join(dir, "plugins", "check_choria")
+	code, _, errOut = cmd(t, "check-choria-machine", "--dir", cc, "--interval", "30s")
+	require.Equal(t, 0, code, errOut)
+	m, _ = machinetest.Load(t, cc)
+	require.Equal(t, "check_choria", m.MachineName)
+	require.Equal(t, "30s", m.WatcherDefs[0].Interval)
+
+	code, _, errOut = cmd(t, "check-choria-machine", "--dir", cc, "--interval", "2500ms")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "whole number of seconds")
 }
 
 func TestUsage(t *testing.T) {

@@ -126,8 +126,8 @@ func TestPluginScripts(t *testing.T) {
 		t.Errorf("the facts machine does not gather at the lab's interval:\n%s", facts)
 	}
 
-	// The machines the Nix side renders itself must be what the namespace
-	// lab renders with machines.Render*, at the lab's timings.
+	// The machines the Nix side installs must be what the namespace lab
+	// renders with machines.Render*, at the lab's timings.
 	topo, err := topology.Default()
 	if err != nil {
 		t.Fatal(err)

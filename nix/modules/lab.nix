@@ -135,37 +135,6 @@ let
   # (gathered with choria-facts) and the external agents manager, which
   # deploys the requests agent from the plugins host.
   agentDir = "${topo.roles.server.state_dir}/plugins/mcollective/agent";
-  # A machine definition of machines/ with some of its lines replaced, as
-  # machines.Render* does for the namespace lab (internal/nixcheck compares
-  # the two); evaluation fails if a line to replace is not there.
-  renderMachine =
-    name: replacements:
-    let
-      shipped = builtins.readFile (../../machines + "/${name}/machine.yaml");
-      froms = lib.attrNames replacements;
-      missing = lib.filter (line: !(lib.hasInfix line shipped)) froms;
-    in
-    if missing != [ ] then
-      throw "machines/${name}/machine.yaml no longer has the line(s) ${lib.concatStringsSep ", " missing}"
-    else
-      pkgs.writeText "${name}-machine.yaml" (
-        lib.replaceStrings froms (map (f: replacements.${f}) froms) shipped
-      );
-
-  # The external agents machine at the lab's plugin intervals (choria-plugin-pack
-  # external-agents-machine has no flags for them).
-  externalAgentsMachine = renderMachine "external_agents" {
-    "    interval: 6m\n" = "    interval: ${timing.plugins_interval}\n";
-    "      plugin_manage_interval: 5m\n" =
-      "      plugin_manage_interval: ${timing.plugins_manage_interval}\n";
-    "      plugins_directory: /var/lib/choria/plugins/mcollective/agent\n" =
-      "      plugins_directory: ${agentDir}\n";
-  };
-
-  # The Scout check the client packs into a plugin, at the lab's interval.
-  checkChoriaMachine = renderMachine "check_choria" {
-    "    interval: 5m\n" = "    interval: ${timing.scout_check_interval}\n";
-  };
 
   installMachines = ''
     ${lib.escapeShellArgs [
@@ -182,10 +151,22 @@ let
       echo "${externalAgentsData} is missing: it is made with the credentials, on the bootstrapping host" >&2
       exit 1
     fi
-    # The signed manifest first: the server may be watching the directory.
-    install -d -m 0755 ${roleDirs.config_dir}/machine/external_agents
-    install -m 0644 ${externalAgentsData} ${roleDirs.config_dir}/machine/external_agents/machine_data.json
-    install -m 0644 ${externalAgentsMachine} ${roleDirs.config_dir}/machine/external_agents/machine.yaml
+    # at the lab's plugin intervals; the signed manifest goes in first, the
+    # server may be watching the directory
+    ${lib.escapeShellArgs [
+      pluginPack
+      "external-agents-machine"
+      "--dir"
+      "${roleDirs.config_dir}/machine/external_agents"
+      "--plugins-directory"
+      agentDir
+      "--machine-data"
+      externalAgentsData
+      "--interval"
+      timing.plugins_interval
+      "--manage-interval"
+      timing.plugins_manage_interval
+    ]}
   '';
 
   # The client's home as the reference's walkthrough expects it: the plugin
@@ -194,7 +175,14 @@ let
   # the deployment's business (the VM test shares a directory).
   installClientHome = ''
     ln -sfn ${cfg.credentialsDir}/client /root/credentials
-    install -D -m 0644 ${checkChoriaMachine} /root/plugins/check_choria/machine.yaml
+    ${lib.escapeShellArgs [
+      pluginPack
+      "check-choria-machine"
+      "--dir"
+      "/root/plugins/check_choria"
+      "--interval"
+      timing.scout_check_interval
+    ]}
   '';
 
   # What the plugins host serves: choria-plugins' archives, copied into a
