@@ -136,9 +136,10 @@ func keys(h textproto.MIMEHeader) []string {
 
 // compile unpacks a base64 tar of a generated package into a fresh module
 // that requires require ("module version") and builds it; the package must
-// be named pkg. The go command resolves modules from its cache
-// (GOFLAGS=-mod=mod, GOPROXY=off): the generated code needs nothing beyond
-// what this repository builds against.
+// be named pkg. The go command resolves the module graph as usual
+// (GOFLAGS=-mod=mod, its cache first, then GOPROXY): a fresh machine's
+// cache lacks go.mod files of go-choria's dependencies this repository
+// never builds, so an offline-only build failed there.
 func (v CodeVerifier) compile(ctx context.Context, b64, require, pkg string) error {
 	archive, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
 	if err != nil {
@@ -172,7 +173,7 @@ func (v CodeVerifier) compile(ctx context.Context, b64, require, pkg string) err
 	run := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, goCmd, args...)
 		cmd.Dir = mod
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOSUMDB=off", "GOTOOLCHAIN=local", "GOWORK=off")
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "GOWORK=off")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return string(out), fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
