@@ -203,6 +203,15 @@ func Default() (*Topology, error) {
 // DefaultJSON returns the repository's topology file as shipped.
 func DefaultJSON() []byte { return bytes.Clone(embedded) }
 
+// LoadOrDefault reads the topology file at path, or the built-in topology
+// when path is empty.
+func LoadOrDefault(path string) (*Topology, error) {
+	if path == "" {
+		return Default()
+	}
+	return Load(path)
+}
+
 // Load reads and validates a topology file.
 func Load(path string) (*Topology, error) {
 	b, err := os.ReadFile(path)

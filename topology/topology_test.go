@@ -147,10 +147,19 @@ func TestLoad(t *testing.T) {
 	_, err = Load(f)
 	assert.ErrorContains(t, err, "t.json")
 
-	require.NoError(t, os.WriteFile(f, DefaultJSON(), 0o600))
+	require.NoError(t, os.WriteFile(f, []byte(strings.Replace(string(DefaultJSON()), `"count": 10`, `"count": 3`, 1)), 0o600))
 	topo, err := Load(f)
 	require.NoError(t, err)
 	assert.Equal(t, "choria.local", topo.Domain)
+
+	topo, err = LoadOrDefault(f)
+	require.NoError(t, err)
+	assert.Equal(t, 3, topo.Servers.Count, "the file, not the built-in topology")
+	topo, err = LoadOrDefault("")
+	require.NoError(t, err)
+	assert.Equal(t, 10, topo.Servers.Count, "the built-in topology")
+	_, err = LoadOrDefault(filepath.Join(t.TempDir(), "missing.json"))
+	assert.ErrorContains(t, err, "missing.json")
 }
 
 func TestDurationFormatting(t *testing.T) {

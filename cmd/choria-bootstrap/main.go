@@ -30,15 +30,7 @@ func main() {
 }
 
 func run(out, topoFile, timings string, demo bool, rotate []string, render bool, helper string) error {
-	var (
-		t   *topology.Topology
-		err error
-	)
-	if topoFile == "" {
-		t, err = topology.Default()
-	} else {
-		t, err = topology.Load(topoFile)
-	}
+	t, err := topology.LoadOrDefault(topoFile)
 	if err != nil {
 		return err
 	}

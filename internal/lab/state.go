@@ -17,6 +17,9 @@ type State struct {
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
 	Ready   bool      `json:"ready"`
+	// TopologyFile is the topology the lab was built from; empty for the
+	// built-in one.
+	TopologyFile string `json:"topology_file,omitempty"`
 	// Env is the environment of commands run inside the hosts.
 	Env   []string    `json:"env"`
 	Hosts []HostState `json:"hosts"`

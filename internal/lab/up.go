@@ -78,6 +78,12 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	if err := netlab.Preflight(); err != nil {
 		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
+	if o.TopologyFile != "" {
+		// recorded in lab.json for commands run from other directories
+		if o.TopologyFile, err = filepath.Abs(o.TopologyFile); err != nil {
+			return nil, fmt.Errorf("topology file: %w", err)
+		}
+	}
 	topo, err := loadTopology(o.TopologyFile, o.Servers)
 	if err != nil {
 		return nil, err
@@ -134,7 +140,7 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	say("network up: %d hosts on %d networks, sealed from this machine's (%s)", len(plan.Hosts), len(plan.Networks), round(r.Timings.Network))
 
 	r.supervisor = NewSupervisor(layout, plan.Env, func(format string, args ...any) { say(format, args...) })
-	r.state = &State{PID: os.Getpid(), Started: start, Env: plan.Env}
+	r.state = &State{PID: os.Getpid(), Started: start, Env: plan.Env, TopologyFile: o.TopologyFile}
 	for _, hp := range plan.Hosts {
 		h, _ := netLab.Host(hp.Host.Name)
 		addrs := map[string]string{}
@@ -179,15 +185,7 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 }
 
 func loadTopology(file string, servers int) (*topology.Topology, error) {
-	var (
-		t   *topology.Topology
-		err error
-	)
-	if file == "" {
-		t, err = topology.Default()
-	} else {
-		t, err = topology.Load(file)
-	}
+	t, err := topology.LoadOrDefault(file)
 	if err != nil {
 		return nil, err
 	}

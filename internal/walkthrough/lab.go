@@ -191,7 +191,8 @@ func RunLab(ctx context.Context, o LabOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	topo, err := topology.Default()
+	// the topology the lab was built from, for its paths
+	topo, err := topology.LoadOrDefault(st.TopologyFile)
 	if err != nil {
 		return nil, err
 	}
