@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/reproducible-choria/deployment/internal/lab/labtest"
 	"github.com/reproducible-choria/deployment/internal/netlab"
 )
 
@@ -22,45 +23,6 @@ func TestMain(m *testing.M) {
 	// the lab's namespaces are held by this binary re-executed as anchors
 	netlab.RunAnchorIfRequested()
 	os.Exit(m.Run())
-}
-
-// upstreamDirs finds the upstream programs, or skips the test in one line.
-func upstreamDirs(t *testing.T) []string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: the lab needs root")
-	}
-	var dirs []string
-	if d := os.Getenv("CHORIA_LAB_BIN_DIR"); d != "" {
-		dirs = append(dirs, d)
-	}
-	for _, p := range []string{"choria", "choria-provisioner", "aaasvc", "stream-replicator", "nats-server", "nats"} {
-		found := false
-		for _, d := range dirs {
-			if _, err := os.Stat(filepath.Join(d, p)); err == nil {
-				found = true
-			}
-		}
-		if _, err := exec.LookPath(p); err == nil {
-			found = true
-		}
-		if !found {
-			t.Skipf("skipping: upstream program %s not found on PATH or in $CHORIA_LAB_BIN_DIR", p)
-		}
-	}
-	return dirs
-}
-
-// buildOurs builds this repository's programs where the lab's hosts can see
-// them: not under /tmp or /root, which every host has its own of.
-func buildOurs(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "choria-lab-test-bin-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	out, err := exec.Command("go", "build", "-o", dir+"/", "../../cmd/...").CombinedOutput()
-	require.NoError(t, err, string(out))
-	return dir
 }
 
 func labPIDs(st *State) []int {
@@ -97,7 +59,7 @@ func zombie(pid int) bool {
 }
 
 func TestLabEndToEnd(t *testing.T) {
-	dirs := append(upstreamDirs(t), buildOurs(t))
+	dirs := labtest.ProgramDirs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var progress strings.Builder
@@ -185,7 +147,7 @@ func TestLabEndToEnd(t *testing.T) {
 }
 
 func TestLabCrashLeavesNothing(t *testing.T) {
-	dirs := append(upstreamDirs(t), buildOurs(t))
+	dirs := labtest.ProgramDirs(t)
 	dir := t.TempDir()
 	args := []string{"--dir", dir, "up", "--servers", "2"}
 	for _, d := range dirs {
@@ -210,7 +172,7 @@ func TestLabCrashLeavesNothing(t *testing.T) {
 }
 
 func TestLabFailedStartLeavesNothing(t *testing.T) {
-	dirs := append(upstreamDirs(t), buildOurs(t))
+	dirs := labtest.ProgramDirs(t)
 	// an aaasvc that never serves: the lab must give up and clean up
 	broken := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(broken, "aaasvc"), []byte("#!/bin/sh\necho 'refusing to start' >&2\nexit 1\n"), 0o755))

@@ -177,3 +177,11 @@ func TestUpWithoutRootChangesNothing(t *testing.T) {
 	_, serr := os.Stat(dir)
 	assert.True(t, os.IsNotExist(serr))
 }
+
+func TestProfileScriptRestoresThePath(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "choria-lab.sh")
+	require.NoError(t, os.WriteFile(script, profileScript([]string{"HOME=/root", "PATH=/nix/store/x y/bin:/usr/bin"}), 0o644))
+	out, err := exec.Command("/bin/sh", "-c", ". "+script+` && printf %s "$PATH"`).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Equal(t, "/nix/store/x y/bin:/usr/bin", string(out))
+}

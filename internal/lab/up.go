@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kballard/go-shellquote"
+
 	"github.com/reproducible-choria/deployment/internal/bootstrap"
 	"github.com/reproducible-choria/deployment/internal/netlab"
 	"github.com/reproducible-choria/deployment/machines"
@@ -326,13 +328,11 @@ func profileScript(env []string) []byte {
 	b.WriteString("# Written by choria-lab: the programs of the lab.\n")
 	for _, e := range env {
 		if k, v, ok := strings.Cut(e, "="); ok && k == "PATH" {
-			fmt.Fprintf(&b, "export PATH=%s\n", shellQuote(v))
+			fmt.Fprintf(&b, "export PATH=%s\n", shellquote.Join(v))
 		}
 	}
 	return []byte(b.String())
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // requestsAgentManifest packs the requests agent into the docroot and
 // returns the external agents machine's signed machine_data.json. It runs

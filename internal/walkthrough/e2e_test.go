@@ -3,7 +3,6 @@ package walkthrough
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/reproducible-choria/deployment/internal/lab"
+	"github.com/reproducible-choria/deployment/internal/lab/labtest"
 	"github.com/reproducible-choria/deployment/internal/netlab"
 )
 
@@ -22,61 +22,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var upstreamPrograms = []string{"choria", "choria-provisioner", "aaasvc", "stream-replicator", "nats-server", "nats"}
-
-// upstreamDir finds the directory holding the upstream programs:
-// $CHORIA_LAB_BIN_DIR, then PATH; it skips the test in one line where
-// they cannot be run.
-func upstreamDir(t *testing.T) []string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping the walkthrough end to end: the lab needs root")
-	}
-	if err := netlab.Preflight(); err != nil {
-		t.Skipf("skipping the walkthrough end to end: %v", err)
-	}
-	var dirs []string
-	if d := os.Getenv("CHORIA_LAB_BIN_DIR"); d != "" {
-		dirs = append(dirs, d)
-	}
-	var missing []string
-	for _, p := range upstreamPrograms {
-		found := false
-		for _, d := range dirs {
-			if st, err := os.Stat(filepath.Join(d, p)); err == nil && st.Mode()&0o111 != 0 {
-				found = true
-			}
-		}
-		if _, err := exec.LookPath(p); err == nil {
-			found = true
-		}
-		if !found {
-			missing = append(missing, p)
-		}
-	}
-	if len(missing) > 0 {
-		t.Skipf("skipping the walkthrough end to end: upstream programs %s not in $CHORIA_LAB_BIN_DIR or on PATH", strings.Join(missing, ", "))
-	}
-	return dirs
-}
-
-// buildOurs builds this repository's programs where the lab's hosts see
-// them: not under /tmp or /root, which every host has its own of.
-func buildOurs(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "choria-walkthrough-bin-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	out, err := exec.Command("go", "build", "-o", dir+"/", "../../cmd/...").CombinedOutput()
-	require.NoError(t, err, string(out))
-	return dir
-}
-
 // TestWalkthroughEndToEnd brings up a fresh lab with ten servers and the
 // real programs, runs the whole shared scenario against it, and takes it
 // down.
 func TestWalkthroughEndToEnd(t *testing.T) {
-	dirs := append(upstreamDir(t), buildOurs(t))
+	dirs := labtest.ProgramDirs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
