@@ -18,13 +18,22 @@
 
       # Our Go programs and the upstream programs, pinned and built from
       # source. (Also in overlays.default, for the NixOS modules' defaults.)
+      # Pinned once, in upstream/pins.json, for Nix and for
+      # `choria-lab build-upstream`.
+      pins = import ./pkgs/pins.nix { inherit lib; };
       upstreamPackages = pkgs: {
         choria = pkgs.callPackage ./pkgs/choria.nix {
           mkGoModuleProxy = pkgs.callPackage ./pkgs/go-module-proxy.nix { };
+          pin = pins.sources.choria;
+          inherit (pins.moduleProxies) appbuilder;
         };
-        choria-provisioner = pkgs.callPackage ./pkgs/choria-provisioner.nix { };
-        aaasvc = pkgs.callPackage ./pkgs/aaasvc.nix { };
-        stream-replicator = pkgs.callPackage ./pkgs/stream-replicator.nix { };
+        choria-provisioner = pkgs.callPackage ./pkgs/choria-provisioner.nix {
+          pin = pins.sources.choria-provisioner;
+        };
+        aaasvc = pkgs.callPackage ./pkgs/aaasvc.nix { pin = pins.sources.aaasvc; };
+        stream-replicator = pkgs.callPackage ./pkgs/stream-replicator.nix {
+          pin = pins.sources.stream-replicator;
+        };
       };
 
       # The VM test of nix/tests/, for checks.walkthrough and apps.lab-vms.

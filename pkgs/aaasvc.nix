@@ -1,36 +1,32 @@
 # choria-io/aaasvc: authentication, authorization and audit for Choria.
-# Its tags predate go-choria 0.29, so this is its default branch's latest
-# commit, built with its own go.mod (go-choria v0.29.4): forcing a newer
-# go-choria onto it does not compile.
+# Its tags predate go-choria 0.29, so the pin (upstream/pins.json, passed
+# by flake.nix as `pin`) is its default branch's latest commit, built with
+# its own go.mod (go-choria v0.29.4): forcing a newer go-choria onto it
+# does not compile. Its version stamp is the packager's for untagged
+# builds, 0.99.0.<commit date>.
 {
   lib,
   buildGoModule,
   fetchFromGitHub,
+  pin,
 }:
 
 buildGoModule {
   pname = "aaasvc";
-  # git describe: 0.7.0-15-g285c0ed
-  version = "0.7.0-unstable-2025-04-22";
+  inherit (pin) version vendorHash ldflags;
 
   src = fetchFromGitHub {
-    owner = "choria-io";
-    repo = "aaasvc";
-    rev = "285c0ed51f8b14f258385cbae3b125a826b99890";
-    hash = "sha256-9YfN3nRI+R81D6Ln1j9UxpFUbp/aNrO2yvSW9Wp+lAI=";
+    inherit (pin)
+      owner
+      repo
+      rev
+      hash
+      ;
   };
 
-  vendorHash = "sha256-/YjYpDs4WeJC9d4JCCY08YiDiFRjbZiCcfRhVTcAbMU=";
-
-  subPackages = [ "." ];
+  subPackages = [ pin.package ];
 
   env.CGO_ENABLED = 0;
-
-  # The version the packager gives untagged builds: 0.99.0.<commit date>.
-  ldflags = [
-    "-w"
-    "-X github.com/choria-io/aaasvc/cmd.Version=0.99.0.20250422"
-  ];
 
   # The tests need a Choria broker.
   doCheck = false;
@@ -39,7 +35,7 @@ buildGoModule {
     description = "Choria authentication, authorization and audit service";
     homepage = "https://github.com/choria-io/aaasvc";
     license = lib.licenses.asl20;
-    mainProgram = "aaasvc";
+    mainProgram = pin.binary;
     platforms = lib.platforms.linux;
   };
 }

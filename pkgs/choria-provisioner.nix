@@ -1,37 +1,32 @@
 # choria-io/provisioner: provisions Choria servers through a helper program.
+# Pinned in upstream/pins.json (`pin`, passed by flake.nix).
 {
   lib,
   buildGoModule,
   fetchFromGitHub,
+  pin,
 }:
 
-buildGoModule rec {
+buildGoModule {
   pname = "choria-provisioner";
-  version = "0.16.0";
+  inherit (pin) version vendorHash ldflags;
 
   src = fetchFromGitHub {
-    owner = "choria-io";
-    repo = "provisioner";
-    rev = "aca2b6263842723e8d6eb6a20c38123d7e429bcf"; # tag v0.16.0
-    hash = "sha256-KFTVLfeeIL71i8dBgsOvPiIys7LyhjZfwqgqBkUOHXM=";
+    inherit (pin)
+      owner
+      repo
+      rev
+      hash
+      ;
   };
 
-  vendorHash = "sha256-YT/jnu22Hc8lp41GNUE/DHj10B/5pEd4RurHBbEOLug=";
-
-  subPackages = [ "." ];
+  subPackages = [ pin.package ];
 
   env.CGO_ENABLED = 0;
 
-  # packager/buildspec.yaml's flags_map also names cmd.sha, which v0.16.0
-  # does not have; setting it would do nothing.
-  ldflags = [
-    "-w"
-    "-X github.com/choria-io/provisioner/config.Version=${version}"
-  ];
-
   # Released as choria-provisioner; the module path ends in "provisioner".
   postInstall = ''
-    mv $out/bin/provisioner $out/bin/choria-provisioner
+    mv $out/bin/provisioner $out/bin/${pin.binary}
   '';
 
   # The tests need a Choria broker.
@@ -40,9 +35,9 @@ buildGoModule rec {
   meta = {
     description = "Choria server provisioner";
     homepage = "https://github.com/choria-io/provisioner";
-    changelog = "https://github.com/choria-io/provisioner/releases/tag/v${version}";
+    changelog = "https://github.com/choria-io/provisioner/releases/tag/${pin.tag}";
     license = lib.licenses.asl20;
-    mainProgram = "choria-provisioner";
+    mainProgram = pin.binary;
     platforms = lib.platforms.linux;
   };
 }

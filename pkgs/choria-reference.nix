@@ -27,6 +27,7 @@ let
     ../agents
     ../machines
     ../topology
+    ../upstream
     ../walkthrough
   ];
 

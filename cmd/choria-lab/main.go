@@ -6,9 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -16,7 +20,9 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/upstreambuild"
 	"github.com/reproducible-choria/deployment/internal/walkthrough"
+	"github.com/reproducible-choria/deployment/upstream"
 )
 
 func main() {
@@ -61,6 +67,12 @@ func main() {
 	walkContinue := walk.Flag("continue", "Run every step even after one fails").UnNegatableBool()
 	walkOnly := walk.Flag("only", "Run only the steps whose names match REGEX").PlaceHolder("REGEX").String()
 
+	buildUp := app.Command("build-upstream", "Build the upstream programs (choria, choria-provisioner, aaasvc, stream-replicator, nats-server, nats) from their pinned sources into the cache, as the Nix packages build them")
+	buildSources := buildUp.Flag("sources", "Directory of the pinned source archives, named REPO-REF.tar.gz").Envar("CHORIA_UPSTREAM_SOURCES").Required().ExistingDir()
+	buildCache := buildUp.Flag("cache", "Cache of built programs (default: $CHORIA_UPSTREAM_CACHE, /var/cache/choria-reference/upstream for root, else the user cache directory)").PlaceHolder("DIR").String()
+	buildOut := buildUp.Flag("out", "Also copy the programs into DIR").PlaceHolder("DIR").String()
+	buildOnly := buildUp.Flag("only", "Build only this program (repeatable)").PlaceHolder("NAME").Strings()
+
 	serve := app.Command(lab.ServeHTTPCommand, "Serve the plugins web root (runs inside the plugins host)").Hidden()
 	serveRoot := serve.Flag("root", "Web root").Required().String()
 	serveListen := serve.Flag("listen", "Listen address").Default(":80").String()
@@ -97,6 +109,8 @@ func main() {
 		lab.WriteBench(os.Stdout, results)
 	case walk.FullCommand():
 		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
+	case buildUp.FullCommand():
+		err = runBuildUpstream(ctx, upstreambuild.Options{Sources: *buildSources, Cache: *buildCache, Only: *buildOnly}, *buildOut)
 	case serve.FullCommand():
 		err = lab.ServeHTTP(ctx, *serveRoot, *serveListen, os.Stdout)
 	}
@@ -193,4 +207,40 @@ func enter(l lab.Layout, host string, argv []string) (int, error) {
 		return 1, fmt.Errorf("running %v on %s: %w", argv, host, err)
 	}
 	return 0, nil
+}
+
+func runBuildUpstream(ctx context.Context, o upstreambuild.Options, out string) error {
+	pins, err := upstream.Load()
+	if err != nil {
+		return err
+	}
+	o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		// progress lines for a person: no timestamps
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	start := time.Now()
+	built, err := upstreambuild.Build(ctx, pins, o)
+	if err != nil {
+		return err
+	}
+	if out != "" {
+		if err := built.CopyTo(out); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("choria-lab: %d upstream programs ready in %s:\n", len(built.Paths), time.Since(start).Round(time.Second))
+	for _, name := range slices.Sorted(maps.Keys(built.Paths)) {
+		p := built.Paths[name]
+		if out != "" {
+			p = filepath.Join(out, filepath.Base(p))
+		}
+		fmt.Printf("  %-20s %s\n", name, p)
+	}
+	fmt.Println("The lab and the end-to-end tests find them in the cache by themselves.")
+	return nil
 }
