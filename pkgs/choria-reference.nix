@@ -59,7 +59,7 @@ buildGoModule {
     fileset = lib.fileset.difference (lib.fileset.union goSources embeddedData) localVendor;
   };
 
-  vendorHash = "sha256-WjdiVrV8rhh35EgnPXxtXX8BaPD1pr3MGL6AIqs6OdM=";
+  vendorHash = "sha256-nGCBzX/8KEXST+jaZESgTXHRjlpaszk/LE95MFpCIwg=";
 
   subPackages = map (name: "cmd/${name}") commands;
 
