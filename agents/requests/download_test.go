@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/choria-io/go-external/agent"
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -235,7 +236,7 @@ func TestDownloadUnwritableTarget(t *testing.T) {
 		require.NoError(t, os.Chmod(dir, 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "file.txt"), []byte("old"), 0o644))
 
-		out := runTestAsNobody(t, "TestDownloadUnwritableTarget", "REQUESTS_READONLY_DIR="+dir)
+		out := testenv.RunTestAsNobody(t, "TestDownloadUnwritableTarget", "REQUESTS_READONLY_DIR="+dir)
 		require.Contains(t, out, "--- PASS: TestDownloadUnwritableTarget")
 		require.NotContains(t, out, "SKIP")
 		requireOnly(t, dir, "file.txt")

@@ -2,13 +2,6 @@ package requests
 
 import (
 	"encoding/json"
-	"io"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
 
 	"github.com/choria-io/go-external/agent"
@@ -70,51 +63,4 @@ func requireFailed(t *testing.T, rep *agent.Reply, code agent.StatusCode, msg st
 	t.Helper()
 	require.Equal(t, code, rep.StatusCode, "status message: %s", rep.StatusMessage)
 	require.Contains(t, rep.StatusMessage, msg)
-}
-
-func nobody(t *testing.T) (uint32, uint32) {
-	t.Helper()
-
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		return 65534, 65534
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	require.NoError(t, err)
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	require.NoError(t, err)
-
-	return uint32(uid), uint32(gid)
-}
-
-// runTestAsNobody re-runs one test of this test binary as the nobody user.
-// CI runs as root, which can write anywhere, so "unwritable" needs a real
-// unprivileged process. The binary is copied where nobody can execute it.
-func runTestAsNobody(t *testing.T, test string, env ...string) string {
-	t.Helper()
-
-	dir, err := os.MkdirTemp("", "requests-nobody-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.Chmod(dir, 0o755))
-
-	self, err := os.Open(os.Args[0])
-	require.NoError(t, err)
-	defer self.Close()
-	bin := filepath.Join(dir, "requests.test")
-	f, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	require.NoError(t, err)
-	_, err = io.Copy(f, self)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-
-	uid, gid := nobody(t)
-	cmd := exec.Command(bin, "-test.run=^"+test+"$", "-test.v")
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "helper test failed:\n%s", out)
-
-	return string(out)
 }

@@ -6,13 +6,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -49,9 +48,7 @@ func run(cmd *exec.Cmd) (int, string, string) {
 }
 
 func TestGatherAsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("gathering needs root")
-	}
+	testenv.RequireRoot(t)
 
 	bin, dir := buildGather(t)
 	out := filepath.Join(dir, "facts.json")
@@ -80,12 +77,7 @@ func TestGatherWithoutRoot(t *testing.T) {
 
 	cmd := exec.Command(bin, "--output", out)
 	if os.Geteuid() == 0 {
-		uid, gid := uint32(65534), uint32(65534)
-		if u, err := user.Lookup("nobody"); err == nil {
-			n, _ := strconv.ParseUint(u.Uid, 10, 32)
-			g, _ := strconv.ParseUint(u.Gid, 10, 32)
-			uid, gid = uint32(n), uint32(g)
-		}
+		uid, gid := testenv.Nobody(t)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	}
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kballard/go-shellquote"
+	"github.com/reproducible-choria/deployment/internal/testenv"
 )
 
 const (
@@ -24,10 +25,7 @@ const (
 // buildHelper compiles the command once per test into a temporary directory.
 func buildHelper(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go tool not found: %v", err)
-	}
+	goBin := testenv.RequireTool(t, "go")
 	bin := filepath.Join(t.TempDir(), "choria-provision-helper")
 	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {

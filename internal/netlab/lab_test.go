@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/vishvananda/netlink"
 )
 
@@ -137,7 +138,7 @@ func TestIsolation(t *testing.T) {
 			}
 		}
 	}
-	if out := mustRun(t, host(t, l, "broker"), lookPath(t, "cat"), "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(out) != "0" {
+	if out := mustRun(t, host(t, l, "broker"), testenv.RequireTool(t, "cat"), "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(out) != "0" {
 		t.Errorf("broker forwards packets: ip_forward=%q", out)
 	}
 	before.check(t, "during the lab")
@@ -158,13 +159,13 @@ func TestNameResolution(t *testing.T) {
 	l := up(t, spec)
 	c := host(t, l, "client")
 
-	if out := mustRun(t, c, lookPath(t, "getent"), "hosts", "broker.choria.local"); !strings.HasPrefix(out, "198.18.2.10 ") {
+	if out := mustRun(t, c, testenv.RequireTool(t, "getent"), "hosts", "broker.choria.local"); !strings.HasPrefix(out, "198.18.2.10 ") {
 		t.Errorf("getent hosts broker.choria.local = %q, want 198.18.2.10 (broker's address on B)", out)
 	}
-	if out := mustRun(t, c, lookPath(t, "uname"), "-n"); strings.TrimSpace(out) != "client.choria.local" {
+	if out := mustRun(t, c, testenv.RequireTool(t, "uname"), "-n"); strings.TrimSpace(out) != "client.choria.local" {
 		t.Errorf("hostname in client = %q", out)
 	}
-	if out := mustRun(t, c, lookPath(t, "cat"), "/etc/hostname"); out != "client.choria.local\n" {
+	if out := mustRun(t, c, testenv.RequireTool(t, "cat"), "/etc/hostname"); out != "client.choria.local\n" {
 		t.Errorf("/etc/hostname in client = %q", out)
 	}
 	cmd := c.Command(context.Background(), "/tmp/bin/netlab.test", "replicator.choria.local")
@@ -200,15 +201,15 @@ func TestMounts(t *testing.T) {
 	l := up(t, spec)
 	before.check(t, "after Up")
 	a, b := host(t, l, "broker"), host(t, l, "client")
-	sh := lookPath(t, "sh")
+	sh := testenv.RequireTool(t, "sh")
 
 	// Before writing into /etc through a lab host, make sure it is one:
 	// its own mount namespace, with overlays on /etc and /var.
 	own, _ := os.Readlink("/proc/self/ns/mnt")
-	if got := strings.TrimSpace(mustRun(t, a, lookPath(t, "readlink"), "/proc/self/ns/mnt")); got == own || got == "" {
+	if got := strings.TrimSpace(mustRun(t, a, testenv.RequireTool(t, "readlink"), "/proc/self/ns/mnt")); got == own || got == "" {
 		t.Fatalf("broker's commands run in the machine's mount namespace %q", own)
 	}
-	mi := mustRun(t, a, lookPath(t, "cat"), "/proc/self/mountinfo")
+	mi := mustRun(t, a, testenv.RequireTool(t, "cat"), "/proc/self/mountinfo")
 	for _, d := range []string{"/etc", "/var"} {
 		if !mountedAs(mi, d, "overlay") {
 			t.Fatalf("no overlay on %s in broker:\n%s", d, mi)
@@ -246,7 +247,7 @@ func TestMounts(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(shared, "w")); err != nil || string(b) != "w\n" {
 		t.Errorf("rw bind: source has %q, %v", b, err)
 	}
-	if out := mustRun(t, a, lookPath(t, "cat"), "/var/lib/choria/ro/file"); out != "from the host\n" {
+	if out := mustRun(t, a, testenv.RequireTool(t, "cat"), "/var/lib/choria/ro/file"); out != "from the host\n" {
 		t.Errorf("ro bind reads %q", out)
 	}
 	if out, err := run(t, a, sh, "-c", "echo x > /var/lib/choria/ro/new"); err == nil || !strings.Contains(out, "Read-only") {
@@ -271,7 +272,7 @@ func TestTeardown(t *testing.T) {
 		t.Fatalf("%d distinct namespaces, want 6 (5 hosts and the switch)", len(ids))
 	}
 	// Processes left in the lab, one of which has forked: Close ends them.
-	sleep, sh := lookPath(t, "sleep"), lookPath(t, "sh")
+	sleep, sh := testenv.RequireTool(t, "sleep"), testenv.RequireTool(t, "sh")
 	var cmds []*exec.Cmd
 	for _, argv := range [][]string{{sleep, "600"}, {sh, "-c", sleep + " 600 & " + sleep + " 600"}} {
 		cmd := host(t, l, "server1").Command(context.Background(), argv[0], argv[1:]...)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/vishvananda/netlink"
 )
 
@@ -51,7 +52,7 @@ func TestMain(m *testing.M) {
 func requireLab(tb testing.TB) {
 	tb.Helper()
 	if err := Preflight(); err != nil {
-		tb.Skipf("skipping lab test: %v", err)
+		testenv.Missing(tb, "lab test: %v", err)
 	}
 }
 
@@ -147,15 +148,6 @@ func mustRun(t *testing.T, h *Host, argv ...string) string {
 		t.Fatalf("%s: %v: %v\n%s", h.Name(), argv, err, out)
 	}
 	return out
-}
-
-func lookPath(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("skipping: %s not on PATH", name)
-	}
-	return p
 }
 
 // machineState is what Up must leave alone in the caller's namespaces.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/reproducible-choria/deployment/internal/testenv"
 )
 
 func TestValidate(t *testing.T) {
@@ -79,7 +81,12 @@ func TestUpperDir(t *testing.T) {
 
 func TestUpNeedsRoot(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("skipping: running as root")
+		// the refusal needs an unprivileged process
+		out := testenv.RunTestAsNobody(t, "TestUpNeedsRoot")
+		if !strings.Contains(out, "--- PASS: TestUpNeedsRoot") {
+			t.Errorf("as nobody:\n%s", out)
+		}
+		return
 	}
 	if _, err := Up(context.Background(), refSpec(t.TempDir()), nil); !errors.Is(err, ErrNotRoot) {
 		t.Errorf("Up as non-root: %v, want ErrNotRoot", err)

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/reproducible-choria/deployment/internal/testenv"
 )
 
 var (
@@ -51,7 +53,7 @@ func evalModules(t *testing.T) map[string]json.RawMessage {
 	t.Helper()
 	libDir := os.Getenv("NIXPKGS_LIB")
 	if libDir == "" {
-		t.Skip("NIXPKGS_LIB is not set (a nixpkgs lib/ directory, e.g. from nix-community/nixpkgs.lib); skipping the module evaluation")
+		testenv.Missing(t, "NIXPKGS_LIB is not set (a nixpkgs lib/ directory: ../shared/nixpkgs-lib/lib, or nix-community/nixpkgs.lib); no module evaluation")
 	}
 	nixInstantiate := requireTool(t, "nix-instantiate")
 	root := repoRoot(t)

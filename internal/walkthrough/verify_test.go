@@ -9,11 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/choria-io/tokens"
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -142,9 +142,7 @@ func tarOf(t *testing.T, files map[string]string) string {
 }
 
 func TestVerifyGoPackage(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("skipping: no go command on PATH")
-	}
+	testenv.RequireTool(t, "go")
 	v := CodeVerifier{TempDir: t.TempDir()}
 	ctx := context.Background()
 	params := func(pkg string) map[string]string {

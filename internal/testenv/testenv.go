@@ -1,0 +1,114 @@
+// Package testenv lets tests say what they need from the machine. A test
+// whose need is missing skips in one line, except with CI=true, where
+// nothing that proves a claim may skip: there it fails, naming what is
+// missing.
+package testenv
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+)
+
+// InCI tells whether the tests run in CI (CI=true).
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Missing skips the test because something it needs is missing, or fails
+// it in CI.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("CI=true, so this test may not skip: %s", msg)
+	}
+	t.Skip("skipping: " + msg)
+}
+
+// RequireRoot needs the test to run as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "needs root")
+	}
+}
+
+// RequireTool needs a program on PATH and returns its path.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, "%s is not on PATH", name)
+	}
+	return p
+}
+
+// Nobody returns the uid and gid of the unprivileged user nobody.
+func Nobody(t testing.TB) (uint32, uint32) {
+	t.Helper()
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return 65534, 65534
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(uid), uint32(gid)
+}
+
+// RunTestAsNobody re-runs one test of this test binary as nobody and
+// returns its output, failing when it fails. Root can do anything, so a
+// refusal needs a real unprivileged process; the binary is copied where
+// nobody can execute it.
+func RunTestAsNobody(t testing.TB, test string, env ...string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nobody-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, filepath.Base(os.Args[0]))
+	if err := copyExecutable(os.Args[0], bin); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := Nobody(t)
+	cmd := exec.Command(bin, "-test.run=^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s as nobody failed: %v\n%s", test, err, out)
+	}
+	return string(out)
+}
+
+func copyExecutable(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
