@@ -1,14 +1,21 @@
 # Evaluates the flake's outputs and NixOS modules with nixpkgs' own `lib`
-# (lib.evalModules) against a stand-in `pkgs` and minimal declarations of
-# the NixOS options the modules set. Used by TestModulesEvaluate when
-# NIXPKGS_LIB points at a nixpkgs `lib` (for example a checkout of
-# nix-community/nixpkgs.lib); it needs no nixpkgs and no store.
+# (lib.evalModules) against a stand-in `pkgs` and declarations, typed as
+# nixpkgs types them, of the NixOS options the modules set. Used by
+# TestModulesEvaluate when NIXPKGS_LIB points at a nixpkgs `lib` (for example
+# a checkout of nix-community/nixpkgs.lib); it needs no nixpkgs and no store.
+#
+# `scenario`, a function from the flake's nixosModules to a list of modules,
+# adds the attribute `scenario`: that configuration, reported as `modules`
+# reports each of its own (select it with -A scenario).
 #
 # Stand-in files are bash process substitutions, so the configuration
-# scripts the modules generate can be run by the test as they are.
+# scripts the modules generate can be run by the test as they are; each
+# behind a "/" (bash expands /<(…) to //dev/fd/N), an absolute path as a
+# store path is, so that options of type path accept them.
 {
   nixpkgsLib,
   root,
+  scenario ? null,
 }:
 
 let
@@ -27,26 +34,12 @@ let
     // extra;
 
   # A file with this content, readable by bash and jq.
-  fileOf = text: "<(printf '%s' ${lib.escapeShellArg text})";
+  fileOf = text: "/<(printf '%s' ${lib.escapeShellArg text})";
 
-  jsonValue =
-    types.nullOr (
-      types.oneOf [
-        types.bool
-        types.int
-        types.float
-        types.str
-        types.path
-        (types.attrsOf jsonValue)
-        (types.listOf jsonValue)
-      ]
-    )
-    // {
-      description = "JSON value";
-    };
-
-  format = {
-    type = jsonValue;
+  # pkgs.formats.json and .yaml (pkgs/pkgs-lib/formats.nix, formats/*.nix:
+  # yaml is yaml_1_1), with their types; both write JSON here.
+  format = type: {
+    inherit type;
     generate = _: value: fileOf (builtins.toJSON value);
   };
 
@@ -89,8 +82,8 @@ let
     writeText = _: fileOf;
     writeShellScript = name: text: drv name { inherit text; };
     writeShellScriptBin = name: text: drv name { inherit text; };
-    formats.json = { }: format;
-    formats.yaml = { }: format;
+    formats.json = { }: format types.json;
+    formats.yaml = { }: format (types.serializableValueWith { typeName = "YAML 1.1"; });
     jq = drv "jq" { outPath = "/usr"; };
     # The test module itself, with what the flake reads of a test.
     testers.runNixOSTest =
@@ -129,47 +122,165 @@ let
     };
   };
 
-  # The NixOS options the modules set, declared loosely.
+  # The NixOS options the modules (and the VM test) set or read, each with
+  # the type, and where it matters the default, nixpkgs declares for it
+  # (NixOS 26.05; the file named above each group), so that a misspelt option
+  # or a value of the wrong type fails here as it does in NixOS. Submodules
+  # accept no undeclared attribute. Only these options are declared, not the
+  # others of those files, nor the definitions nixpkgs makes of them.
   nixos =
-    { config, ... }:
-    {
-      options = {
-        assertions = lib.mkOption {
-          type = types.listOf types.attrs;
+    { config, options, ... }:
+    let
+      # nixos/lib/systemd-lib.nix
+      unitNameType = types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)";
+      assertValueOneOf =
+        name: values: group: attr:
+        lib.optional (
+          attr ? ${name} && !lib.elem attr.${name} values
+        ) "Systemd ${group} field `${name}' cannot have value `${toString attr.${name}}'.";
+      checkUnitConfig =
+        group: checks: attrs:
+        let
+          # Applied to the whole attribute set, so values may still be
+          # mkOverride or mkIf wrappers.
+          defs = lib.mapAttrs (
+            _: v: if v._type or "" == "override" || v._type or "" == "if" then v.content else v
+          ) attrs;
+          errors = lib.concatMap (c: c group defs) checks;
+        in
+        if errors == [ ] then true else builtins.trace (lib.concatStringsSep "\n" errors) false;
+
+      # nixos/lib/systemd-unit-options.nix
+      unitOption = lib.mkOptionType {
+        name = "systemd option";
+        merge =
+          loc: defs:
+          if lib.any (def: lib.isList def.value) defs then
+            lib.concatMap (def: lib.toList def.value) defs
+          else
+            lib.mergeEqualOption loc defs;
+      };
+      checkService = checkUnitConfig "Service" [
+        (assertValueOneOf "Type" [
+          "exec"
+          "simple"
+          "forking"
+          "oneshot"
+          "dbus"
+          "notify"
+          "notify-reload"
+          "idle"
+        ])
+        (assertValueOneOf "Restart" [
+          "no"
+          "on-success"
+          "on-failure"
+          "on-abnormal"
+          "on-abort"
+          "always"
+        ])
+      ];
+      unitNames = lib.mkOption {
+        type = types.listOf unitNameType;
+        default = [ ];
+      };
+
+      # nixos/modules/config/users-groups.nix: the `apply` of users.users.*.group
+      checkGroupName =
+        x:
+        assert (
+          lib.stringLength x < 32 || abort "Group name '${x}' is longer than 31 characters which is not allowed!"
+        );
+        x;
+
+      # nixos/modules/tasks/network-interfaces.nix (addrOpts)
+      addresses =
+        v:
+        lib.mkOption {
+          type = types.listOf (
+            types.submodule {
+              options.address = lib.mkOption { type = types.str; };
+              options.prefixLength = lib.mkOption {
+                type = types.ints.between 0 (if v == 4 then 32 else 128);
+              };
+            }
+          );
           default = [ ];
         };
+    in
+    {
+      options = {
+        # nixos/modules/misc/assertions.nix
+        assertions = lib.mkOption {
+          type = types.listOf types.unspecified;
+          default = [ ];
+        };
+
         networking = {
+          # nixos/modules/tasks/network-interfaces.nix; the hostName default
+          # is config.system.nixos.distroId.
           hostName = lib.mkOption {
-            type = types.str;
+            type = types.strMatching "^$|^[[:alnum:]]([[:alnum:]_-]{0,61}[[:alnum:]])?$";
             default = "nixos";
           };
           domain = lib.mkOption {
             type = types.nullOr types.str;
             default = null;
           };
+          fqdn = lib.mkOption {
+            type = types.str;
+            default =
+              if config.networking.hostName != "" && config.networking.domain != null then
+                "${config.networking.hostName}.${config.networking.domain}"
+              else
+                throw ''
+                  The FQDN is required but cannot be determined from `networking.hostName`
+                  and `networking.domain`. Please ensure these options are set properly or
+                  set `networking.fqdn` directly.
+                '';
+          };
           fqdnOrHostName = lib.mkOption {
             type = types.str;
             readOnly = true;
             default =
-              if config.networking.domain == null then
-                config.networking.hostName
+              if
+                config.networking.domain != null
+                || options.networking.fqdn.highestPrio < (lib.mkOptionDefault { }).priority
+              then
+                config.networking.fqdn
               else
-                "${config.networking.hostName}.${config.networking.domain}";
+                config.networking.hostName;
           };
+          interfaces = lib.mkOption {
+            type = types.attrsOf (
+              types.submodule {
+                options.ipv4.addresses = addresses 4;
+                options.ipv6.addresses = addresses 6;
+              }
+            );
+            default = { };
+          };
+
+          # nixos/modules/config/networking.nix. nixpkgs declares hosts
+          # without a default and defines the 127.0.0.2 and ::1 entries
+          # itself; those are left out here.
           hosts = lib.mkOption {
             type = types.attrsOf (types.listOf types.str);
             default = { };
           };
-          firewall.allowedTCPPorts = lib.mkOption {
-            type = types.listOf types.port;
-            default = [ ];
-          };
-          # nixos/modules/config/networking.nix, tasks/network-interfaces.nix
-          # and virtualisation/qemu-vm.nix, as the VM test sets them.
           extraHosts = lib.mkOption {
             type = types.lines;
             default = "";
           };
+
+          # nixos/modules/services/networking/firewall.nix
+          firewall.allowedTCPPorts = lib.mkOption {
+            type = types.listOf types.port;
+            default = [ ];
+            apply = ports: lib.unique (builtins.sort builtins.lessThan ports);
+          };
+
+          # nixos/modules/virtualisation/qemu-vm.nix
           primaryIPAddress = lib.mkOption {
             type = types.str;
             default = "";
@@ -178,30 +289,10 @@ let
             type = types.str;
             default = "";
           };
-          interfaces = lib.mkOption {
-            type = types.attrsOf (
-              types.submodule {
-                options =
-                  let
-                    addresses = lib.mkOption {
-                      type = types.listOf (
-                        types.submodule {
-                          options.address = lib.mkOption { type = types.str; };
-                          options.prefixLength = lib.mkOption { type = types.int; };
-                        }
-                      );
-                      default = [ ];
-                    };
-                  in
-                  {
-                    ipv4.addresses = addresses;
-                    ipv6.addresses = addresses;
-                  };
-              }
-            );
-            default = { };
-          };
         };
+
+        # nixos/modules/virtualisation/qemu-vm.nix; the vlans default is
+        # [ 1 ] when virtualisation.interfaces (not set here) is empty.
         virtualisation = {
           vlans = lib.mkOption {
             type = types.listOf types.ints.unsigned;
@@ -230,14 +321,30 @@ let
             default = { };
           };
         };
+
+        # nixos/modules/config/users-groups.nix (userOpts; of groupOpts the
+        # modules set nothing)
         users.users = lib.mkOption {
           type = types.attrsOf (
             types.submodule {
               options = {
-                isSystemUser = lib.mkOption { type = types.bool; };
-                group = lib.mkOption { type = types.str; };
-                description = lib.mkOption { type = types.str; };
-                home = lib.mkOption { type = types.str; };
+                isSystemUser = lib.mkOption {
+                  type = types.bool;
+                  default = false;
+                };
+                group = lib.mkOption {
+                  type = types.str;
+                  apply = checkGroupName;
+                  default = "";
+                };
+                description = lib.mkOption {
+                  type = types.passwdEntry types.str;
+                  default = "";
+                };
+                home = lib.mkOption {
+                  type = types.passwdEntry types.path;
+                  default = "/var/empty";
+                };
               };
             }
           );
@@ -247,49 +354,63 @@ let
           type = types.attrsOf (types.submodule { });
           default = { };
         };
+
+        # nixos/modules/config/system-path.nix
         environment.systemPackages = lib.mkOption {
           type = types.listOf types.package;
           default = [ ];
         };
+
+        # nixos/modules/system/etc/etc.nix
         environment.etc = lib.mkOption {
-          type = types.attrsOf (types.submodule { options.source = lib.mkOption { type = types.str; }; });
+          type = types.attrsOf (
+            types.submodule { options.source = lib.mkOption { type = types.path; }; }
+          );
           default = { };
         };
+
+        # nixos/modules/system/boot/systemd/tmpfiles.nix
         systemd.tmpfiles.rules = lib.mkOption {
           type = types.listOf types.str;
           default = [ ];
         };
+
+        # nixos/modules/system/boot/systemd.nix: systemdUtils.types.services
+        # (nixos/lib/systemd-types.nix), a submodule of the options of
+        # nixos/lib/systemd-unit-options.nix (commonUnitOptions,
+        # sharedOptions, serviceOptions) of which these are set.
         systemd.services = lib.mkOption {
           type = types.attrsOf (
             types.submodule {
               options = {
-                description = lib.mkOption { type = types.str; };
-                wantedBy = lib.mkOption {
-                  type = types.listOf types.str;
-                  default = [ ];
+                description = lib.mkOption {
+                  type = types.singleLineStr;
+                  default = "";
                 };
-                requiredBy = lib.mkOption {
-                  type = types.listOf types.str;
-                  default = [ ];
-                };
-                wants = lib.mkOption {
-                  type = types.listOf types.str;
-                  default = [ ];
-                };
-                after = lib.mkOption {
-                  type = types.listOf types.str;
-                  default = [ ];
-                };
-                before = lib.mkOption {
-                  type = types.listOf types.str;
-                  default = [ ];
-                };
+                wantedBy = unitNames;
+                requiredBy = unitNames;
+                wants = unitNames;
+                after = unitNames;
+                before = unitNames;
                 path = lib.mkOption {
-                  type = types.listOf types.package;
+                  type = types.listOf (
+                    types.oneOf [
+                      types.package
+                      types.str
+                    ]
+                  );
                   default = [ ];
                 };
                 environment = lib.mkOption {
-                  type = types.attrsOf types.str;
+                  type = types.attrsOf (
+                    types.nullOr (
+                      types.oneOf [
+                        types.str
+                        types.path
+                        types.package
+                      ]
+                    )
+                  );
                   default = { };
                 };
                 script = lib.mkOption {
@@ -297,7 +418,7 @@ let
                   default = "";
                 };
                 serviceConfig = lib.mkOption {
-                  type = types.attrsOf types.anything;
+                  type = types.addCheck (types.attrsOf unitOption) checkService;
                   default = { };
                 };
               };
@@ -305,9 +426,10 @@ let
           );
           default = { };
         };
-        # nixpkgs' services.nats, as its module declares them.
+
+        # nixos/modules/services/networking/nats.nix
         services.nats = {
-          enable = lib.mkEnableOption "NATS";
+          enable = lib.mkEnableOption "NATS messaging system";
           serverName = lib.mkOption {
             type = types.str;
             default = "nats";
@@ -318,7 +440,7 @@ let
             default = 4222;
           };
           settings = lib.mkOption {
-            type = format.type;
+            type = (pkgs.formats.json { }).type;
             default = { };
           };
         };
@@ -333,7 +455,9 @@ let
     }).config;
 
   report = config: {
-    inherit (config) networking users environment;
+    # networking.fqdn throws where there is no domain, as in NixOS.
+    networking = removeAttrs config.networking [ "fqdn" ];
+    inherit (config) users environment;
     systemd = {
       inherit (config.systemd) tmpfiles;
       services = lib.mapAttrs (
@@ -343,7 +467,7 @@ let
           serviceConfig = s.serviceConfig // {
             ExecStartPre = map (x: x.text or x) (lib.toList (s.serviceConfig.ExecStartPre or [ ]));
           };
-          path = map (p: p.name) s.path;
+          path = map (p: p.name or p) s.path;
         }
       ) config.systemd.services;
     };
@@ -596,3 +720,4 @@ in
   };
   nixosModules = lib.attrNames flake.nixosModules;
 }
+// lib.optionalAttrs (scenario != null) { scenario = report (evaluate (scenario m)); }
