@@ -33,8 +33,9 @@ func Login(ctx context.Context, st *State, host, user, password string) (string,
 	defer tty.Close()
 
 	var (
-		mu  sync.Mutex
-		out bytes.Buffer
+		mu   sync.Mutex
+		out  bytes.Buffer
+		last = time.Now() // when choria login last printed or asked something
 	)
 	done := make(chan struct{})
 	go func() {
@@ -49,6 +50,7 @@ func Login(ctx context.Context, st *State, host, user, password string) (string,
 			}
 			mu.Lock()
 			out.Write(buf[:n])
+			last = time.Now()
 			mu.Unlock()
 			if err != nil {
 				return
@@ -60,8 +62,17 @@ func Login(ctx context.Context, st *State, host, user, password string) (string,
 		defer mu.Unlock()
 		return out.String()
 	}
-	waitFor := func(s string) error {
-		for !strings.Contains(printed(), s) {
+	quietFor := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Since(last)
+	}
+	// waitFor waits until choria login has printed s after offset and then
+	// stays quiet for loginSettle: survey reads the answer to its cursor
+	// query with a buffered reader, so an answer typed while it is still
+	// querying is read along with the reply and dropped.
+	waitFor := func(s string, offset int) error {
+		for !strings.Contains(printed()[offset:], s) || quietFor() < loginSettle {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("choria login did not prompt %q: %w; it printed %q", s, ctx.Err(), printed())
@@ -72,21 +83,25 @@ func Login(ctx context.Context, st *State, host, user, password string) (string,
 		}
 		return nil
 	}
-
-	if err := waitFor("Username"); err != nil {
+	fail := func(err error) (string, error) {
 		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		<-done
 		return printed(), err
+	}
+
+	if err := waitFor("Username", 0); err != nil {
+		return fail(err)
 	}
 	// survey reads a line per prompt; answer only once it asks
 	if _, err := io.WriteString(tty, user+"\r"); err != nil {
-		return printed(), err
+		return fail(err)
 	}
-	if err := waitFor("Password"); err != nil {
-		_ = cmd.Process.Kill()
-		return printed(), err
+	if err := waitFor("Password", len(printed())); err != nil {
+		return fail(err)
 	}
 	if _, err := io.WriteString(tty, password+"\r"); err != nil {
-		return printed(), err
+		return fail(err)
 	}
 	werr := cmd.Wait()
 	<-done
@@ -95,6 +110,11 @@ func Login(ctx context.Context, st *State, host, user, password string) (string,
 	}
 	return printed(), nil
 }
+
+// loginSettle is how long choria login must be quiet before an answer is
+// typed: the expect script of the VM test waits a second; survey's queries
+// come within milliseconds of each other.
+const loginSettle = 300 * time.Millisecond
 
 // The ANSI device status report a prompt library sends, and a terminal's answer.
 const (

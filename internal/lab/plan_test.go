@@ -15,7 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/upstreambuild"
 	"github.com/reproducible-choria/deployment/topology"
+	"github.com/reproducible-choria/deployment/upstream"
 )
 
 func testPrograms() *Programs {
@@ -139,6 +141,7 @@ func TestFindProgramsReportsEveryMissingOne(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/sh\n"), 0o755))
 	}
 	t.Setenv("PATH", dir)
+	t.Setenv(upstreambuild.CacheEnv, t.TempDir())
 	_, err := FindPrograms(nil)
 	require.Error(t, err)
 	msg := err.Error()
@@ -147,6 +150,36 @@ func TestFindProgramsReportsEveryMissingOne(t *testing.T) {
 	}
 	assert.NotContains(t, msg, "choria (go-choria")
 	assert.NotContains(t, msg, "nats-server")
+}
+
+// TestFindProgramsInTheBuildCache: upstream programs on neither --bin-dir
+// nor PATH are taken from the cache of `choria-lab build-upstream`.
+func TestFindProgramsInTheBuildCache(t *testing.T) {
+	// not under /tmp, which FindPrograms refuses
+	base, err := os.MkdirTemp("/var/tmp", "find-programs-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	path, cache := filepath.Join(base, "path"), filepath.Join(base, "cache")
+	require.NoError(t, os.Mkdir(path, 0o755))
+	for _, n := range []string{"choria-provision-helper", "requests", "choria-facts", "choria-plugin-pack", "nsenter", "choria"} {
+		require.NoError(t, os.WriteFile(filepath.Join(path, n), []byte("#!/bin/sh\n"), 0o755))
+	}
+	t.Setenv("PATH", path)
+	t.Setenv(upstreambuild.CacheEnv, cache)
+	pins, err := upstream.Load()
+	require.NoError(t, err)
+	for _, name := range pins.Programs() {
+		p, err := upstreambuild.CachePath(pins, cache, name)
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755))
+	}
+	progs, err := FindPrograms(nil)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(path, "choria"), progs.Choria, "PATH comes before the cache")
+	assert.True(t, strings.HasPrefix(progs.Provisioner, cache+"/"), progs.Provisioner)
+	assert.True(t, strings.HasPrefix(progs.NATS, cache+"/"), progs.NATS)
+	assert.Contains(t, progs.PathDirs(), filepath.Dir(progs.AAASvc))
 }
 
 func TestUpWithoutRootChangesNothing(t *testing.T) {

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/reproducible-choria/deployment/internal/upstreambuild"
+	"github.com/reproducible-choria/deployment/upstream"
 )
 
 // Programs are the absolute paths of everything the lab runs.
@@ -35,8 +38,9 @@ var upstreamHints = []struct{ name, from string }{
 }
 
 // FindPrograms looks each program up in extraDirs, then beside this
-// executable (our own programs are installed together), then on PATH. It
-// reports every missing program in one error.
+// executable (our own programs are installed together), then on PATH,
+// then (the upstream ones) in the cache of `choria-lab build-upstream`.
+// It reports every missing program in one error.
 func FindPrograms(extraDirs []string) (*Programs, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -46,8 +50,12 @@ func FindPrograms(extraDirs []string) (*Programs, error) {
 
 	found := map[string]string{}
 	var missing []string
+	cached := cachedUpstream()
 	for _, h := range upstreamHints {
 		p, err := lookup(h.name, dirs)
+		if err != nil && cached[h.name] != "" {
+			p, err = cached[h.name], nil
+		}
 		if err != nil {
 			missing = append(missing, fmt.Sprintf("%s (%s)", h.name, h.from))
 			continue
@@ -55,7 +63,7 @@ func FindPrograms(extraDirs []string) (*Programs, error) {
 		found[h.name] = p
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("missing programs: %s.\nRun the lab with `nix run .#lab`, or enter `nix develop` first, or put them on PATH (or in a directory given with --bin-dir)", strings.Join(missing, ", "))
+		return nil, fmt.Errorf("missing programs: %s.\nRun the lab with `nix run .#lab`, or enter `nix develop` first, or put them on PATH (or in a directory given with --bin-dir), or build the upstream ones with `choria-lab build-upstream --sources DIR`", strings.Join(missing, ", "))
 	}
 	// the hosts get their own /tmp and /root, so programs there are invisible inside
 	var hidden []string
@@ -89,6 +97,24 @@ func labBinary(self string, dirs []string) string {
 		return p
 	}
 	return self
+}
+
+// cachedUpstream maps each upstream program's file name to its build in
+// the cache of `choria-lab build-upstream`, where there is one.
+func cachedUpstream() map[string]string {
+	out := map[string]string{}
+	pins, err := upstream.Load()
+	if err != nil {
+		return out
+	}
+	built, _, err := upstreambuild.Cached(pins, "")
+	if err != nil {
+		return out
+	}
+	for name, p := range built.Paths {
+		out[pins.Binary(name)] = p
+	}
+	return out
 }
 
 func lookup(name string, dirs []string) (string, error) {

@@ -91,6 +91,15 @@ func entryDir(cache string, pins *upstream.Pins, name string) (string, error) {
 	return filepath.Join(cache, fmt.Sprintf("%s-%s-%s-%s", name, key, runtime.GOOS, runtime.GOARCH)), nil
 }
 
+// CachePath is where a pinned program's build is in the cache.
+func CachePath(pins *upstream.Pins, cache, name string) (string, error) {
+	dir, err := entryDir(cache, pins, name)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "bin", pins.Binary(name)), nil
+}
+
 // Cached returns the programs of pins already in the cache, and the names
 // of those that are not.
 func Cached(pins *upstream.Pins, cache string) (*Built, []string, error) {
@@ -103,11 +112,10 @@ func Cached(pins *upstream.Pins, cache string) (*Built, []string, error) {
 	b := &Built{Paths: map[string]string{}}
 	var missing []string
 	for _, name := range pins.Programs() {
-		dir, err := entryDir(cache, pins, name)
+		p, err := CachePath(pins, cache, name)
 		if err != nil {
 			return nil, nil, err
 		}
-		p := filepath.Join(dir, "bin", pins.Binary(name))
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 			b.Paths[name] = p
 		} else {

@@ -2,54 +2,139 @@
 package labtest
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/testenv"
+	"github.com/reproducible-choria/deployment/internal/upstreambuild"
+	"github.com/reproducible-choria/deployment/upstream"
 )
 
-// upstreamPrograms are the programs the lab runs that this repository does not build.
-var upstreamPrograms = []string{"choria", "choria-provisioner", "aaasvc", "stream-replicator", "nats-server", "nats"}
+// SourcesEnv names the directory of the pinned upstream source archives;
+// by default ../shared/upstream beside this repository, where it exists.
+const SourcesEnv = "CHORIA_UPSTREAM_SOURCES"
 
 // ProgramDirs returns the directories the lab should find its programs in:
-// $CHORIA_LAB_BIN_DIR (when set; PATH is searched anyway) and a directory
-// holding this repository's programs, freshly built. It skips the test in
-// one line where the lab cannot run: without root, without the kernel
-// features or tools it needs, or without the upstream programs.
+// $CHORIA_LAB_BIN_DIR (when set), PATH, then the upstream build cache,
+// which it fills from the pinned sources where they are; and a directory
+// holding this repository's programs, freshly built. Where the lab cannot
+// run (no root, kernel features, tools or upstream programs) it skips in
+// one line, or fails with CI=true. It also makes the test the only lab
+// test running on this machine until it ends: labs of two test packages
+// at once would compete for the CPU and for their deadlines.
 func ProgramDirs(t testing.TB) []string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: the lab needs root")
-	}
+	testenv.RequireRoot(t)
 	if err := netlab.Preflight(); err != nil {
-		t.Skipf("skipping: %v", err)
+		testenv.Missing(t, "%v", err)
 	}
 	var dirs []string
 	if d := os.Getenv("CHORIA_LAB_BIN_DIR"); d != "" {
 		dirs = append(dirs, d)
 	}
+	pins, err := upstream.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := notFound(pins, dirs)
+	if len(missing) > 0 {
+		built := fromCache(t, pins, missing)
+		for _, name := range missing {
+			if p, ok := built.Paths[name]; ok {
+				dirs = append(dirs, filepath.Dir(p))
+			}
+		}
+		missing = notFound(pins, dirs)
+	}
+	if len(missing) > 0 {
+		testenv.Missing(t, "upstream programs %s are not in $CHORIA_LAB_BIN_DIR, on PATH or in the build cache; build them with `choria-lab build-upstream --sources DIR` (see the README)", strings.Join(missing, ", "))
+	}
+	lockLabs(t)
+	return append(dirs, buildOurs(t))
+}
+
+// notFound lists the pinned programs in none of dirs and not on PATH.
+func notFound(pins *upstream.Pins, dirs []string) []string {
 	var missing []string
-	for _, p := range upstreamPrograms {
+	for _, name := range pins.Programs() {
+		bin := pins.Binary(name)
 		found := false
 		for _, d := range dirs {
-			if st, err := os.Stat(filepath.Join(d, p)); err == nil && st.Mode()&0o111 != 0 {
+			if st, err := os.Stat(filepath.Join(d, bin)); err == nil && st.Mode()&0o111 != 0 {
 				found = true
 			}
 		}
-		if _, err := exec.LookPath(p); err == nil {
+		if _, err := exec.LookPath(bin); err == nil {
 			found = true
 		}
 		if !found {
-			missing = append(missing, p)
+			missing = append(missing, name)
 		}
 	}
-	if len(missing) > 0 {
-		t.Skipf("skipping: upstream programs %s not in $CHORIA_LAB_BIN_DIR or on PATH", strings.Join(missing, ", "))
+	return missing
+}
+
+// fromCache returns the cached upstream programs, first building those
+// that are missing when the pinned sources are at hand.
+func fromCache(t testing.TB, pins *upstream.Pins, want []string) *upstreambuild.Built {
+	t.Helper()
+	built, uncached, err := upstreambuild.Cached(pins, "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return append(dirs, buildOurs(t))
+	sources := os.Getenv(SourcesEnv)
+	if sources == "" {
+		sources = filepath.Join(filepath.Dir(ModuleRoot(t)), "shared", "upstream")
+	}
+	if len(uncached) == 0 || !isDir(sources) {
+		return built
+	}
+	t.Logf("building the upstream programs %s from %s into the cache (minutes on a cold cache)", strings.Join(uncached, ", "), sources)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	built, err = upstreambuild.Build(context.Background(), pins, upstreambuild.Options{Sources: sources, Log: log, Only: uncached})
+	if err != nil {
+		t.Fatalf("building the upstream programs: %v", err)
+	}
+	all, _, err := upstreambuild.Cached(pins, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// lockLabs holds a machine-wide lock on lab tests until the test ends.
+func lockLabs(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "choria-lab-tests.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Log("waiting for another lab test on this machine to end")
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { f.Close() })
 }
 
 // buildOurs builds this repository's programs where the lab's hosts see
@@ -62,14 +147,15 @@ func buildOurs(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
-	cmd.Dir = moduleRoot(t)
+	cmd.Dir = ModuleRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building this repository's programs: %v\n%s", err, out)
 	}
 	return dir
 }
 
-func moduleRoot(t testing.TB) string {
+// ModuleRoot is the directory of this repository's go.mod.
+func ModuleRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
