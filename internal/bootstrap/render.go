@@ -209,7 +209,7 @@ func (s *state) renderProvisioner() ([]byte, error) {
 	}{
 		Workers:         4,
 		Interval:        s.timings.ProvisionerInterval.String(),
-		Logfile:         "/dev/stdout",
+		Logfile:         choriaLogToStdout,
 		Loglevel:        "warn",
 		Helper:          s.opts.HelperCommand + " --config " + path.Join(dir, "helper.json"),
 		Token:           s.text(fileProvisioningToken),
@@ -284,7 +284,7 @@ func (s *state) renderAAA() ([]byte, error) {
 	}
 	cfg := map[string]any{
 		"choria_config":   path.Join(dir, "aaa-choria.conf"),
-		"logfile":         "/dev/stdout",
+		"logfile":         choriaLogToStdout,
 		"loglevel":        "info",
 		"authenticator":   "userlist",
 		"authorizer":      "opa",
@@ -364,3 +364,9 @@ func yamlBytes(v any, what string) ([]byte, error) {
 	}
 	return append([]byte("# "+what+" configuration, written by choria-bootstrap.\n"), b...), nil
 }
+
+// choriaLogToStdout is the logfile keyword go-choria's log opener (used by
+// the provisioner and aaasvc) writes to standard output with. A path such
+// as /dev/stdout is opened as a file, which fails when standard output is
+// a socket, as under systemd's journal.
+const choriaLogToStdout = "stdout"

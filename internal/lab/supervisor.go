@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -86,15 +87,15 @@ func (s *Supervisor) Start(host *netlab.Host, p Process) (*Supervised, error) {
 }
 
 func (s *Supervisor) launch(host *netlab.Host, sp *Supervised) error {
-	logf, err := os.OpenFile(s.layout.ProcessLog(sp.Host, sp.Process.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	out, err := journalStream(s.layout.ProcessLog(sp.Host, sp.Process.Name))
 	if err != nil {
-		return fmt.Errorf("opening log of %s on %s: %w", sp.Process.Name, sp.Host, err)
+		return fmt.Errorf("logging %s on %s: %w", sp.Process.Name, sp.Host, err)
 	}
-	defer logf.Close()
+	defer out.Close()
 	cmd := host.Command(context.Background(), sp.Process.Argv[0], sp.Process.Argv[1:]...)
 	cmd.Env = s.env
-	cmd.Stdout = logf
-	cmd.Stderr = logf
+	cmd.Stdout = out
+	cmd.Stderr = out
 	cmd.Dir = "/"
 	// own process group: a Ctrl-C at the terminal reaches the supervisor,
 	// which stops everything in order, not every process at once
@@ -234,4 +235,34 @@ func (sp *Supervised) signal(sig syscall.Signal) {
 	if sp.cmd != nil && sp.cmd.Process != nil && sp.pid != 0 {
 		_ = sp.cmd.Process.Signal(sig)
 	}
+}
+
+// journalStream gives a process what systemd gives a service whose output
+// goes to the journal: a connected stream socket as standard output and
+// error, which it can write but not read. The other end is copied into
+// the process's log file until every writer has closed it. Programs that
+// open /dev/stdout fail on it as they fail under systemd.
+func journalStream(logPath string) (*os.File, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("making the output socket: %w", err)
+	}
+	if err := syscall.Shutdown(fds[1], syscall.SHUT_RD); err != nil {
+		logf.Close()
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
+		return nil, fmt.Errorf("making the output socket write-only: %w", err)
+	}
+	collector := os.NewFile(uintptr(fds[0]), "journal")
+	go func() {
+		defer logf.Close()
+		defer collector.Close()
+		_, _ = io.Copy(logf, collector)
+	}()
+	return os.NewFile(uintptr(fds[1]), "stdout"), nil
 }

@@ -67,8 +67,12 @@ in
           };
           logfile = lib.mkOption {
             type = types.str;
-            default = "/dev/stdout";
-            description = "Log file; the default goes to the journal.";
+            default = "stdout";
+            description = ''
+              Log file, or one of the keywords `stdout`, `stderr` and `discard`;
+              the default goes to the journal. Not `/dev/stdout`: go-choria opens
+              any other value as a file, which fails on the journal's socket.
+            '';
           };
           loglevel = lib.mkOption {
             type = types.str;

@@ -1,0 +1,109 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/testenv"
+)
+
+// oneHost brings up a lab of one host on one network, for tests that need
+// a host but no upstream program.
+func oneHost(t *testing.T) (*netlab.Host, Layout) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	if err := netlab.Preflight(); err != nil {
+		testenv.Missing(t, "%v", err)
+	}
+	dir := t.TempDir()
+	layout := Layout{Dir: dir}
+	spec := netlab.Spec{
+		Networks: []netlab.Network{{Name: "net", Subnet: netip.MustParsePrefix("198.18.0.0/24")}},
+		Hosts: []netlab.HostSpec{{
+			Name: "box", FQDN: "box.lab.test", Root: layout.NSRoot("box"),
+			Addresses: []netlab.Address{{Network: "net", Addr: netip.MustParseAddr("198.18.0.10")}},
+			HostsFile: []byte("127.0.0.1 localhost\n"),
+		}},
+	}
+	l, err := netlab.Up(context.Background(), spec, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	h, ok := l.Host("box")
+	require.True(t, ok)
+	return h, layout
+}
+
+// TestSupervisedOutputIsASocket: a supervised process gets what systemd
+// gives a service logging to the journal, a write-only stream socket, so a
+// program that opens /dev/stdout fails here as it would under systemd.
+func TestSupervisedOutputIsASocket(t *testing.T) {
+	h, layout := oneHost(t)
+	s := NewSupervisor(layout, []string{"PATH=/usr/bin:/bin"}, t.Logf)
+	script := `echo out; echo err >&2
+readlink /proc/self/fd/1
+if echo x > /dev/stdout; then echo opened-dev-stdout; else echo refused-dev-stdout; fi
+if read -t 1 line <&1; then echo readable; else echo not-readable; fi
+exec sleep 600`
+	_, err := s.Start(h, Process{Name: "probe", Argv: []string{"/bin/sh", "-c", script}})
+	require.NoError(t, err)
+	defer s.Stop()
+
+	logPath := layout.ProcessLog("box", "probe")
+	var log string
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		log = string(b)
+		return strings.Contains(log, "readable")
+	}, 10*time.Second, 50*time.Millisecond, "log so far: %q", log)
+	assert.Contains(t, log, "out\n")
+	assert.Contains(t, log, "err\n")
+	assert.Contains(t, log, "socket:[")
+	assert.Contains(t, log, "refused-dev-stdout")
+	assert.Contains(t, log, "not-readable")
+	assert.Equal(t, filepath.Join(layout.Logs("box"), "probe.log"), logPath)
+}
+
+// TestSupervisorRestartsAndStops: a process that dies is restarted with
+// back-off and its death logged; Stop ends it.
+func TestSupervisorRestartsAndStops(t *testing.T) {
+	h, layout := oneHost(t)
+	var (
+		mu      sync.Mutex
+		reports []string
+	)
+	s := NewSupervisor(layout, []string{"PATH=/usr/bin:/bin"}, func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, fmt.Sprintf(format, args...))
+	})
+	sp, err := s.Start(h, Process{Name: "flaky", Argv: []string{"/bin/sh", "-c", "echo run; sleep 0.2; exit 3"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sp.Restarts() >= 2 }, 10*time.Second, 50*time.Millisecond)
+	s.Stop()
+	snap := s.Snapshots()
+	require.Len(t, snap, 1)
+	assert.Equal(t, "exit status 3", snap[0].LastExit)
+	runs := func() int {
+		b, _ := os.ReadFile(layout.ProcessLog("box", "flaky"))
+		return strings.Count(string(b), "run\n")
+	}
+	require.Eventually(t, func() bool { return runs() >= 2 }, 2*time.Second, 20*time.Millisecond)
+	before := runs()
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, before, runs(), "nothing restarts after Stop")
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, reports)
+	assert.Contains(t, reports[0], "flaky on box died (exit status 3); restarting in 250ms")
+}
