@@ -141,8 +141,11 @@
           choria-client = withPackages "choria-client" ./nix/modules/choria-client.nix (p: {
             programs.choria.package = lib.mkDefault p.choria;
           });
-          # Serves with nixpkgs' darkhttpd.
-          choria-plugins-webserver = ./nix/modules/choria-plugins-webserver.nix;
+          choria-plugins-webserver =
+            withPackages "choria-plugins-webserver" ./nix/modules/choria-plugins-webserver.nix
+              (p: {
+                services.choria-plugins-webserver.package = lib.mkDefault p.choria-reference;
+              });
           lab =
             withPackages "lab"
               [
@@ -162,7 +165,12 @@
         };
 
       # The packages, for the modules' defaults in a nixpkgs of one's own.
-      overlays.default = final: _prev: upstreamPackages final;
+      overlays.default =
+        final: _prev:
+        upstreamPackages final
+        // {
+          choria-reference = final.callPackage ./pkgs/choria-reference.nix { };
+        };
 
       # `nix build .#images.<role>`, then `./result | docker load`. Nested,
       # so not under packages (whose values must all be derivations).

@@ -12,7 +12,6 @@
   writeShellScriptBin,
   bashInteractive,
   coreutils,
-  darkhttpd,
   nats-server,
   natscli,
   choria,
@@ -189,18 +188,19 @@ in
   plugins = mkImage {
     role = "plugins";
     tag = "nixos-26.05";
-    contents = [ darkhttpd ];
+    contents = [ choria-reference ];
     writable = [ roles.plugins.state_dir ];
     extraCommands = ''
       cp -r --no-preserve=mode ${choria-plugins}/docroot/. ${lib.removePrefix "/" roles.plugins.state_dir}/
     '';
     config = {
+      # The same server as in the namespace lab and the NixOS module.
       Entrypoint = [
-        "/bin/darkhttpd"
+        "/bin/choria-plugins-server"
+        "--root"
         roles.plugins.state_dir
-        "--port"
-        (toString ports.plugins_http)
-        "--no-listing"
+        "--listen"
+        ":${toString ports.plugins_http}"
       ];
       ExposedPorts."${toString ports.plugins_http}/tcp" = { };
     };

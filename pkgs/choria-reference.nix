@@ -18,6 +18,7 @@ let
     "choria-facts"
     "choria-lab"
     "choria-plugin-pack"
+    "choria-plugins-server"
     "choria-provision-helper"
     "requests"
   ];

@@ -73,9 +73,6 @@ func main() {
 	buildOut := buildUp.Flag("out", "Also copy the programs into DIR").PlaceHolder("DIR").String()
 	buildOnly := buildUp.Flag("only", "Build only this program (repeatable)").PlaceHolder("NAME").Strings()
 
-	serve := app.Command(lab.ServeHTTPCommand, "Serve the plugins web root (runs inside the plugins host)").Hidden()
-	serveRoot := serve.Flag("root", "Web root").Required().String()
-	serveListen := serve.Flag("listen", "Listen address").Default(":80").String()
 
 	cmd := app.MustParseWithUsage(os.Args[1:])
 	layout := lab.Layout{Dir: *dir}
@@ -111,8 +108,6 @@ func main() {
 		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
 	case buildUp.FullCommand():
 		err = runBuildUpstream(ctx, upstreambuild.Options{Sources: *buildSources, Cache: *buildCache, Only: *buildOnly}, *buildOut)
-	case serve.FullCommand():
-		err = lab.ServeHTTP(ctx, *serveRoot, *serveListen, os.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "choria-lab: %v\n", err)

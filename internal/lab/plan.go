@@ -109,7 +109,7 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 			"--name", hp.FQDN, "--port", strconv.Itoa(t.Ports.NATSClient), "--http_port", strconv.Itoa(t.Ports.NATSMonitor)}, Ready: own(t.Ports.NATSClient)}}
 	case topology.RolePlugins:
 		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.Docroot(), Target: role.StateDir, ReadOnly: true})
-		hp.Processes = []Process{{Name: "httpd", Argv: []string{pr.Lab, ServeHTTPCommand, "--root", role.StateDir, "--listen", ":" + strconv.Itoa(t.Ports.PluginsHTTP)}, Ready: own(t.Ports.PluginsHTTP)}}
+		hp.Processes = []Process{{Name: "plugins-server", Argv: []string{pr.PluginsServer, "--root", role.StateDir, "--listen", ":" + strconv.Itoa(t.Ports.PluginsHTTP)}, Ready: own(t.Ports.PluginsHTTP)}}
 	case topology.RoleProvisioner:
 		spec.Binds = append(spec.Binds, config(bootstrap.DirProvisioner), state)
 		hp.Processes = []Process{{Name: "provisioner", Argv: []string{pr.Provisioner, "--config", path.Join(role.ConfigDir, "provisioner.yaml"), "--choria-config", path.Join(role.ConfigDir, "choria.cfg")},

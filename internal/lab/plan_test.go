@@ -161,7 +161,7 @@ func TestFindProgramsInTheBuildCache(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(base) })
 	path, cache := filepath.Join(base, "path"), filepath.Join(base, "cache")
 	require.NoError(t, os.Mkdir(path, 0o755))
-	for _, n := range []string{"choria-provision-helper", "requests", "choria-facts", "choria-plugin-pack", "nsenter", "choria"} {
+	for _, n := range []string{"choria-provision-helper", "requests", "choria-facts", "choria-plugin-pack", "choria-plugins-server", "nsenter", "choria"} {
 		require.NoError(t, os.WriteFile(filepath.Join(path, n), []byte("#!/bin/sh\n"), 0o755))
 	}
 	t.Setenv("PATH", path)

@@ -17,7 +17,7 @@ type Programs struct {
 	// upstream
 	Choria, Provisioner, AAASvc, StreamReplicator, NATSServer, NATS string
 	// ours
-	ProvisionHelper, Requests, Facts, PluginPack, Lab string
+	ProvisionHelper, Requests, Facts, PluginPack, PluginsServer, Lab string
 	// system
 	Nsenter string
 }
@@ -34,6 +34,7 @@ var upstreamHints = []struct{ name, from string }{
 	{"requests", "this repository"},
 	{"choria-facts", "this repository"},
 	{"choria-plugin-pack", "this repository"},
+	{"choria-plugins-server", "this repository"},
 	{"nsenter", "util-linux"},
 }
 
@@ -81,12 +82,12 @@ func FindPrograms(extraDirs []string) (*Programs, error) {
 	return &Programs{
 		Choria: found["choria"], Provisioner: found["choria-provisioner"], AAASvc: found["aaasvc"],
 		StreamReplicator: found["stream-replicator"], NATSServer: found["nats-server"], NATS: found["nats"],
-		ProvisionHelper: found["choria-provision-helper"], Requests: found["requests"], Facts: found["choria-facts"], PluginPack: found["choria-plugin-pack"],
+		ProvisionHelper: found["choria-provision-helper"], Requests: found["requests"], Facts: found["choria-facts"], PluginPack: found["choria-plugin-pack"], PluginsServer: found["choria-plugins-server"],
 		Lab: labBinary(self, dirs), Nsenter: found["nsenter"],
 	}, nil
 }
 
-// labBinary is the choria-lab that runs the plugins host's web server:
+// labBinary is the choria-lab put on the hosts' PATH:
 // this executable, unless it is something else (a test binary) and a
 // choria-lab is installed beside the other programs.
 func labBinary(self string, dirs []string) string {
@@ -138,7 +139,7 @@ func lookup(name string, dirs []string) (string, error) {
 func (p *Programs) PathDirs() string {
 	seen := map[string]bool{}
 	var dirs []string
-	for _, prog := range []string{p.Choria, p.NATS, p.Provisioner, p.AAASvc, p.StreamReplicator, p.NATSServer, p.ProvisionHelper, p.Lab, p.Nsenter} {
+	for _, prog := range []string{p.Choria, p.NATS, p.Provisioner, p.AAASvc, p.StreamReplicator, p.NATSServer, p.ProvisionHelper, p.PluginsServer, p.Lab, p.Nsenter} {
 		d := filepath.Dir(prog)
 		if !seen[d] {
 			seen[d] = true

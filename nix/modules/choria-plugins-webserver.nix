@@ -1,6 +1,7 @@
 # A static web server for Choria plugin archives (what the reference serves
 # from plugins.choria.local): servers' external agents machines and plugin
-# managers download from it.
+# managers download from it. choria-plugins-server lists directories, hides
+# dot files and never leaves its root, in every backend alike.
 {
   config,
   lib,
@@ -17,7 +18,12 @@ in
   options.services.choria-plugins-webserver = {
     enable = lib.mkEnableOption "a web server for Choria plugin archives";
 
-    package = lib.mkPackageOption pkgs "darkhttpd" { };
+    package = lib.mkPackageOption pkgs "choria-reference" {
+      extraDescription = ''
+        It provides `choria-plugins-server`, the server the namespace lab
+        and the OCI image run too.
+      '';
+    };
 
     root = lib.mkOption {
       type = types.path;
@@ -33,7 +39,7 @@ in
     listenAddress = lib.mkOption {
       type = types.str;
       default = "0.0.0.0";
-      description = "Address to listen on.";
+      description = "Address to listen on (an IPv6 address in brackets).";
     };
 
     port = lib.mkOption {
@@ -58,13 +64,11 @@ in
 
       serviceConfig = common.hardening // {
         ExecStart = lib.escapeShellArgs [
-          (lib.getExe cfg.package)
+          (lib.getExe' cfg.package "choria-plugins-server")
+          "--root"
           cfg.root
-          "--addr"
-          cfg.listenAddress
-          "--port"
-          (toString cfg.port)
-          "--no-listing"
+          "--listen"
+          "${cfg.listenAddress}:${toString cfg.port}"
         ];
         Restart = "on-failure";
         DynamicUser = true;

@@ -100,7 +100,6 @@ let
   }
   // lib.genAttrs [
     "zip"
-    "darkhttpd"
     "nats-server"
     "natscli"
     "util-linux"
