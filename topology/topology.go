@@ -85,6 +85,9 @@ type ServerPool struct {
 type Role struct {
 	ConfigDir string `json:"config_dir"`
 	StateDir  string `json:"state_dir"`
+	// User is the account the role's service runs as: the NixOS module's
+	// default user, which the namespace lab uses too.
+	User string `json:"user"`
 }
 
 // Ports used by the lab's services.
@@ -241,6 +244,9 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // keeping every lab address inside it means the lab can never shadow a real network.
 var labRange = netip.MustParsePrefix("198.18.0.0/15")
 
+// userRE is a user name NixOS accepts (users-groups.nix: at most 31 characters).
+var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`)
+
 // Validate checks the topology for consistency.
 func (t *Topology) Validate() error {
 	for _, l := range strings.Split(t.Domain, ".") {
@@ -283,6 +289,9 @@ func (t *Topology) Validate() error {
 		}
 		if !strings.HasPrefix(paths.ConfigDir, "/") || !strings.HasPrefix(paths.StateDir, "/") {
 			return fmt.Errorf("role %q: config_dir and state_dir must be absolute paths", r)
+		}
+		if !userRE.MatchString(paths.User) {
+			return fmt.Errorf("role %q: user %q is not a user name (lower case, at most 31 characters)", r, paths.User)
 		}
 	}
 	for r := range t.Roles {

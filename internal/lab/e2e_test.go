@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,6 +112,32 @@ func TestLabEndToEnd(t *testing.T) {
 		assert.Error(t, err, "the NATS host must not reach the broker")
 	})
 
+	t.Run("services run as their systemd units run them", func(t *testing.T) {
+		accounts := map[string]*Account{}
+		for _, hp := range r.Plan.Hosts {
+			accounts[hp.Host.Name] = hp.Account
+		}
+		seen := 0
+		for _, s := range r.supervisor.Snapshots() {
+			require.NotZero(t, s.PID, "%s on %s", s.Name, s.Host)
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.PID))
+			require.NoError(t, err)
+			uid := "0"
+			if a := accounts[s.Host]; a != nil {
+				uid = strconv.Itoa(a.UID)
+				seen++
+				assert.Regexp(t, `(?m)^NoNewPrivs:\s+1$`, string(status), "%s on %s", s.Name, s.Host)
+			}
+			assert.Regexp(t, `(?m)^Uid:\s+`+uid+`\s+`+uid+`\s`, string(status), "%s on %s", s.Name, s.Host)
+			for _, fd := range []string{"1", "2"} {
+				target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", s.PID, fd))
+				require.NoError(t, err)
+				assert.True(t, strings.HasPrefix(target, "socket:["), "%s on %s: fd %s is %s, not a socket as under systemd", s.Name, s.Host, fd, target)
+			}
+		}
+		assert.Equal(t, 6, seen, "broker, nats, plugins, provisioner, aaa and replicator run as their own users")
+	})
+
 	t.Run("a dead process is restarted", func(t *testing.T) {
 		var victim Snapshot
 		for _, s := range r.supervisor.Snapshots() {
@@ -179,6 +206,7 @@ func TestLabFailedStartLeavesNothing(t *testing.T) {
 	brokenDir, err := os.MkdirTemp("/var/tmp", "choria-lab-test-broken-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(brokenDir) })
+	require.NoError(t, os.Chmod(brokenDir, 0o755), "aaasvc runs as its own user")
 	require.NoError(t, os.Rename(filepath.Join(broken, "aaasvc"), filepath.Join(brokenDir, "aaasvc")))
 
 	dir := t.TempDir()

@@ -23,6 +23,10 @@ func (l Layout) HostEtcChoria(name string) string { return filepath.Join(l.Host(
 // HostState is bound to the role's state directory.
 func (l Layout) HostState(name string) string { return filepath.Join(l.Host(name), "state") }
 
+// HostConfig is bound read-only to the configuration directory of a role
+// whose configuration the lab writes itself (NATS).
+func (l Layout) HostConfig(name string) string { return filepath.Join(l.Host(name), "config") }
+
 // HostLog is bound to /var/log, where servers write their status file.
 func (l Layout) HostLog(name string) string { return filepath.Join(l.Host(name), "log") }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"strconv"
 
 	"github.com/reproducible-choria/deployment/internal/bootstrap"
@@ -16,6 +17,12 @@ import (
 type Process struct {
 	Name string
 	Argv []string
+	// Account is the user it runs as, its role's (the NixOS module's);
+	// root when nil.
+	Account *Account
+	// Capabilities are the only ones it keeps (as AmbientCapabilities and
+	// CapabilityBoundingSet of its unit), when it does not run as root.
+	Capabilities []string
 	// Ready is the TCP address dialled from inside the host to tell the
 	// program is serving; empty for programs whose readiness is checked
 	// otherwise (servers: their status file).
@@ -28,6 +35,38 @@ type HostPlan struct {
 	FQDN      string
 	Spec      netlab.HostSpec
 	Processes []Process
+	// Account is the role's service user, nil for root; it owns Owned,
+	// the machine-side directories of the role's configuration and state.
+	Account *Account
+	Owned   []string
+}
+
+// Account is a role's service user as the lab creates it in the host's
+// /etc/passwd: the topology's name, with ids the lab picks (NixOS
+// allocates its own; nothing depends on the numbers).
+type Account struct {
+	Name     string
+	UID, GID int
+	Home     string
+}
+
+// firstServiceID is the uid and gid of the first role's service user;
+// the others follow in topology.Roles() order.
+const firstServiceID = 64100
+
+// roleAccount is the role's service user, or nil when it runs as root.
+func roleAccount(roleName string, role topology.Role) *Account {
+	if role.User == "" || role.User == "root" {
+		return nil
+	}
+	id := firstServiceID + slices.Index(topology.Roles(), roleName)
+	return &Account{Name: role.User, UID: id, GID: id, Home: role.StateDir}
+}
+
+// Env is the account's part of a service's environment, as systemd sets
+// it for User=.
+func (a *Account) Env() []string {
+	return []string{"USER=" + a.Name, "LOGNAME=" + a.Name, "HOME=" + a.Home}
 }
 
 // Plan is the whole lab, in start-up order.
@@ -104,12 +143,12 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 		spec.Binds = append(spec.Binds, config(bootstrap.DirBroker), state)
 		hp.Processes = []Process{{Name: "broker", Argv: []string{pr.Choria, "broker", "run", "--config", path.Join(role.ConfigDir, "broker.conf")}, Ready: own(t.Ports.BrokerClient)}}
 	case topology.RoleNATS:
-		spec.Binds = append(spec.Binds, state)
-		hp.Processes = []Process{{Name: "nats-server", Argv: []string{pr.NATSServer, "--jetstream", "--store_dir", role.StateDir,
-			"--name", hp.FQDN, "--port", strconv.Itoa(t.Ports.NATSClient), "--http_port", strconv.Itoa(t.Ports.NATSMonitor)}, Ready: own(t.Ports.NATSClient)}}
+		// as nixpkgs' services.nats runs it: its settings as JSON, -c
+		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.HostConfig(h.Name), Target: role.ConfigDir, ReadOnly: true}, state)
+		hp.Processes = []Process{{Name: "nats-server", Argv: []string{pr.NATSServer, "-c", path.Join(role.ConfigDir, NATSConfigFile)}, Ready: own(t.Ports.NATSClient)}}
 	case topology.RolePlugins:
 		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.Docroot(), Target: role.StateDir, ReadOnly: true})
-		hp.Processes = []Process{{Name: "plugins-server", Argv: []string{pr.PluginsServer, "--root", role.StateDir, "--listen", ":" + strconv.Itoa(t.Ports.PluginsHTTP)}, Ready: own(t.Ports.PluginsHTTP)}}
+		hp.Processes = []Process{{Name: "plugins-server", Argv: []string{pr.PluginsServer, "--root", role.StateDir, "--listen", "0.0.0.0:" + strconv.Itoa(t.Ports.PluginsHTTP)}, Ready: own(t.Ports.PluginsHTTP)}}
 	case topology.RoleProvisioner:
 		spec.Binds = append(spec.Binds, config(bootstrap.DirProvisioner), state)
 		hp.Processes = []Process{{Name: "provisioner", Argv: []string{pr.Provisioner, "--config", path.Join(role.ConfigDir, "provisioner.yaml"), "--choria-config", path.Join(role.ConfigDir, "choria.cfg")},
@@ -133,6 +172,24 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 		hp.Processes = []Process{{Name: "server", Argv: []string{pr.Choria, "server", "run", "--config", path.Join(role.ConfigDir, "server.conf")}}}
 	default:
 		return hp, fmt.Errorf("host %s has role %q the lab cannot run", h.Name, h.Role)
+	}
+	if acct := roleAccount(h.Role, role); acct != nil {
+		hp.Account = acct
+		for _, b := range spec.Binds {
+			// the plugins host's docroot is the client's too, and stays root's
+			if (b.Target == role.ConfigDir || b.Target == role.StateDir) && b.Source != l.Docroot() {
+				hp.Owned = append(hp.Owned, b.Source)
+			}
+		}
+		for i := range hp.Processes {
+			hp.Processes[i].Account = acct
+		}
+	}
+	if h.Role == topology.RolePlugins {
+		// the unit's one capability: binding port 80
+		for i := range hp.Processes {
+			hp.Processes[i].Capabilities = []string{"net_bind_service"}
+		}
 	}
 	hp.Spec = spec
 	return hp, nil
@@ -165,4 +222,22 @@ func sharedAddress(t *topology.Topology, a, b topology.Host) (netip.Addr, bool) 
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// NATSConfigFile is the NATS host's configuration, in its role's
+// configuration directory.
+const NATSConfigFile = "nats.conf"
+
+// NATSSettings are the NATS host's settings as the lab profile gives
+// nixpkgs' services.nats (serverName, port, jetstream, settings) and that
+// module renders them (server_name, port, jetstream.store_dir at its
+// dataDir, the role's state directory).
+func NATSSettings(t *topology.Topology, h topology.Host) map[string]any {
+	return map[string]any{
+		"server_name": h.Name,
+		"host":        "0.0.0.0",
+		"port":        t.Ports.NATSClient,
+		"http_port":   t.Ports.NATSMonitor,
+		"jetstream":   map[string]any{"store_dir": t.Roles[topology.RoleNATS].StateDir},
+	}
 }

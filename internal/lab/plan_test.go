@@ -25,7 +25,7 @@ func testPrograms() *Programs {
 		Choria: "/opt/up/choria", Provisioner: "/opt/up/choria-provisioner", AAASvc: "/opt/up/aaasvc",
 		StreamReplicator: "/opt/up/stream-replicator", NATSServer: "/opt/nats/nats-server", NATS: "/opt/nats/nats",
 		ProvisionHelper: "/opt/ours/choria-provision-helper", Requests: "/opt/ours/requests", Facts: "/opt/ours/choria-facts", PluginPack: "/opt/ours/choria-plugin-pack",
-		Lab: "/opt/ours/choria-lab", Nsenter: "/usr/bin/nsenter",
+		PluginsServer: "/opt/ours/choria-plugins-server", Lab: "/opt/ours/choria-lab", Nsenter: "/usr/bin/nsenter", Setpriv: "/usr/bin/setpriv",
 	}
 }
 
@@ -71,7 +71,7 @@ func TestPlanOrderAndProcesses(t *testing.T) {
 	assert.Equal(t, []netlab.Address{{Network: "choria.servers", Addr: netip.MustParseAddr("198.18.1.2")}}, server.Spec.Addresses)
 
 	assert.Empty(t, host(t, p, "client").Processes, "the client runs nothing until a user logs in")
-	assert.Equal(t, "/opt/ours/choria-lab", host(t, p, "plugins").Processes[0].Argv[0])
+	assert.Equal(t, "/opt/ours/choria-plugins-server", host(t, p, "plugins").Processes[0].Argv[0])
 	assert.Contains(t, strings.Join(host(t, p, "provisioner").Processes[0].Argv, " "), "--choria-config /etc/choria-provisioner/choria.cfg")
 
 	for _, e := range []string{"USER=root", "HOME=/root"} {
@@ -154,6 +154,36 @@ func TestFindProgramsReportsEveryMissingOne(t *testing.T) {
 
 // TestFindProgramsInTheBuildCache: upstream programs on neither --bin-dir
 // nor PATH are taken from the cache of `choria-lab build-upstream`.
+// TestPlanAccounts: every role runs as its topology user, which is its
+// NixOS module's, and owns its configuration and state; the server and
+// the client stay root, as in the modules.
+func TestPlanAccounts(t *testing.T) {
+	p := testPlan(t, 1)
+	for _, h := range p.Hosts {
+		want := p.Topology.Roles[h.Host.Role].User
+		for _, proc := range h.Processes {
+			if want == "root" {
+				assert.Nil(t, proc.Account, h.Host.Name)
+				assert.Equal(t, proc.Argv, proc.commandLine("/usr/bin/setpriv"), "root runs its program directly")
+				continue
+			}
+			require.NotNil(t, proc.Account, h.Host.Name)
+			assert.Equal(t, want, proc.Account.Name)
+			assert.Contains(t, proc.Account.Env(), "USER="+want)
+			line := proc.commandLine("/usr/bin/setpriv")
+			assert.Equal(t, proc.Argv, line[len(line)-len(proc.Argv):])
+			assert.Contains(t, line, "--pdeathsig=keep", "it must still die with the lab")
+			assert.Contains(t, line, "--no-new-privs")
+		}
+	}
+	broker := host(t, p, "broker")
+	assert.Equal(t, []string{"/lab/credentials/broker", "/lab/hosts/broker/state"}, broker.Owned)
+	plugins := host(t, p, "plugins")
+	assert.Empty(t, plugins.Owned, "the docroot is shared with the client")
+	assert.Contains(t, plugins.Processes[0].commandLine("/usr/bin/setpriv"), "--ambient-caps=+net_bind_service")
+	assert.Nil(t, host(t, p, "server1").Account)
+}
+
 func TestFindProgramsInTheBuildCache(t *testing.T) {
 	// not under /tmp, which FindPrograms refuses
 	base, err := os.MkdirTemp("/var/tmp", "find-programs-")
@@ -161,7 +191,7 @@ func TestFindProgramsInTheBuildCache(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(base) })
 	path, cache := filepath.Join(base, "path"), filepath.Join(base, "cache")
 	require.NoError(t, os.Mkdir(path, 0o755))
-	for _, n := range []string{"choria-provision-helper", "requests", "choria-facts", "choria-plugin-pack", "choria-plugins-server", "nsenter", "choria"} {
+	for _, n := range []string{"choria-provision-helper", "requests", "choria-facts", "choria-plugin-pack", "choria-plugins-server", "nsenter", "setpriv", "choria"} {
 		require.NoError(t, os.WriteFile(filepath.Join(path, n), []byte("#!/bin/sh\n"), 0o755))
 	}
 	t.Setenv("PATH", path)

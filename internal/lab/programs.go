@@ -19,7 +19,7 @@ type Programs struct {
 	// ours
 	ProvisionHelper, Requests, Facts, PluginPack, PluginsServer, Lab string
 	// system
-	Nsenter string
+	Nsenter, Setpriv string
 }
 
 // upstreamHints says where each program comes from, for the error message.
@@ -36,6 +36,7 @@ var upstreamHints = []struct{ name, from string }{
 	{"choria-plugin-pack", "this repository"},
 	{"choria-plugins-server", "this repository"},
 	{"nsenter", "util-linux"},
+	{"setpriv", "util-linux"},
 }
 
 // FindPrograms looks each program up in extraDirs, then beside this
@@ -83,7 +84,7 @@ func FindPrograms(extraDirs []string) (*Programs, error) {
 		Choria: found["choria"], Provisioner: found["choria-provisioner"], AAASvc: found["aaasvc"],
 		StreamReplicator: found["stream-replicator"], NATSServer: found["nats-server"], NATS: found["nats"],
 		ProvisionHelper: found["choria-provision-helper"], Requests: found["requests"], Facts: found["choria-facts"], PluginPack: found["choria-plugin-pack"], PluginsServer: found["choria-plugins-server"],
-		Lab: labBinary(self, dirs), Nsenter: found["nsenter"],
+		Lab: labBinary(self, dirs), Nsenter: found["nsenter"], Setpriv: found["setpriv"],
 	}, nil
 }
 

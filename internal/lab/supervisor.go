@@ -7,6 +7,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,9 +29,10 @@ const (
 // Supervisor runs the lab's processes inside their hosts and restarts any
 // that die, with back-off, logging each death.
 type Supervisor struct {
-	env    []string
-	layout Layout
-	report func(format string, args ...any)
+	env     []string
+	setpriv string
+	layout  Layout
+	report  func(format string, args ...any)
 
 	mu       sync.Mutex
 	procs    []*Supervised
@@ -59,8 +63,10 @@ type Snapshot struct {
 	LastExit   string
 }
 
-func NewSupervisor(layout Layout, env []string, report func(format string, args ...any)) *Supervisor {
-	return &Supervisor{env: env, layout: layout, report: report, changed: make(chan struct{}, 1), stopped: make(chan struct{})}
+// NewSupervisor supervises processes with env, logging under layout;
+// setpriv (util-linux) starts those that run as a service user.
+func NewSupervisor(layout Layout, env []string, setpriv string, report func(format string, args ...any)) *Supervisor {
+	return &Supervisor{env: env, setpriv: setpriv, layout: layout, report: report, changed: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // Changed is signalled whenever a process starts or restarts.
@@ -92,8 +98,12 @@ func (s *Supervisor) launch(host *netlab.Host, sp *Supervised) error {
 		return fmt.Errorf("logging %s on %s: %w", sp.Process.Name, sp.Host, err)
 	}
 	defer out.Close()
-	cmd := host.Command(context.Background(), sp.Process.Argv[0], sp.Process.Argv[1:]...)
+	argv := sp.Process.commandLine(s.setpriv)
+	cmd := host.Command(context.Background(), argv[0], argv[1:]...)
 	cmd.Env = s.env
+	if a := sp.Process.Account; a != nil {
+		cmd.Env = append(slices.Clone(s.env), a.Env()...)
+	}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.Dir = "/"
@@ -265,4 +275,30 @@ func journalStream(logPath string) (*os.File, error) {
 		_, _ = io.Copy(logf, collector)
 	}()
 	return os.NewFile(uintptr(fds[1]), "stdout"), nil
+}
+
+// commandLine is the process's argv, run through setpriv as its account
+// when it has one: the user and group of its unit, no supplementary
+// groups, no new privileges, only its unit's capabilities, and its
+// parent-death signal restored after the change of user (the kernel
+// clears it), so it still dies with the lab.
+func (p Process) commandLine(setpriv string) []string {
+	a := p.Account
+	if a == nil {
+		return p.Argv
+	}
+	bounding := "-all"
+	var caps []string
+	for _, c := range p.Capabilities {
+		bounding += ",+" + c
+		caps = append(caps, "+"+c)
+	}
+	args := []string{setpriv,
+		"--reuid=" + strconv.Itoa(a.UID), "--regid=" + strconv.Itoa(a.GID), "--clear-groups",
+		"--pdeathsig=keep", "--no-new-privs", "--bounding-set=" + bounding}
+	if len(caps) > 0 {
+		list := strings.Join(caps, ",")
+		args = append(args, "--inh-caps="+list, "--ambient-caps="+list)
+	}
+	return append(append(args, "--"), p.Argv...)
 }

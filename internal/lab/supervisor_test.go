@@ -49,7 +49,7 @@ func oneHost(t *testing.T) (*netlab.Host, Layout) {
 // program that opens /dev/stdout fails here as it would under systemd.
 func TestSupervisedOutputIsASocket(t *testing.T) {
 	h, layout := oneHost(t)
-	s := NewSupervisor(layout, []string{"PATH=/usr/bin:/bin"}, t.Logf)
+	s := NewSupervisor(layout, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/setpriv", t.Logf)
 	script := `echo out; echo err >&2
 readlink /proc/self/fd/1
 if echo x > /dev/stdout; then echo opened-dev-stdout; else echo refused-dev-stdout; fi
@@ -82,7 +82,7 @@ func TestSupervisorRestartsAndStops(t *testing.T) {
 		mu      sync.Mutex
 		reports []string
 	)
-	s := NewSupervisor(layout, []string{"PATH=/usr/bin:/bin"}, func(format string, args ...any) {
+	s := NewSupervisor(layout, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/setpriv", func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
 		reports = append(reports, fmt.Sprintf(format, args...))

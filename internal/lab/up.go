@@ -2,9 +2,11 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/kballard/go-shellquote"
 
+	"github.com/reproducible-choria/deployment/internal/atomicfile"
 	"github.com/reproducible-choria/deployment/internal/bootstrap"
 	"github.com/reproducible-choria/deployment/internal/netlab"
 	"github.com/reproducible-choria/deployment/machines"
@@ -141,7 +144,7 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	r.Timings.Network = time.Since(start)
 	say("network up: %d hosts on %d networks, sealed from this machine's (%s)", len(plan.Hosts), len(plan.Networks), round(r.Timings.Network))
 
-	r.supervisor = NewSupervisor(layout, plan.Env, func(format string, args ...any) { say(format, args...) })
+	r.supervisor = NewSupervisor(layout, plan.Env, progs.Setpriv, func(format string, args ...any) { say(format, args...) })
 	r.state = &State{PID: os.Getpid(), Started: start, Env: plan.Env, TopologyFile: o.TopologyFile}
 	for _, hp := range plan.Hosts {
 		h, _ := netLab.Host(hp.Host.Name)
@@ -267,7 +270,7 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 
 	for _, hp := range p.Hosts {
 		name := hp.Host.Name
-		dirs := []string{l.HostLog(name), l.HostState(name), l.HostHome(name), l.Logs(name)}
+		dirs := []string{l.HostLog(name), l.HostState(name), l.HostHome(name), l.Logs(name), l.HostConfig(name)}
 		if hp.Host.Role == topology.RoleServer {
 			dirs = append(dirs, l.HostEtcChoria(name))
 		}
@@ -303,6 +306,12 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 			}
 		case topology.RoleClient:
 			add(filepath.Join(l.HostHome(name), "plugins", machines.CheckChoria, "machine.yaml"), checkChoria, 0o644)
+		case topology.RoleNATS:
+			conf, err := json.MarshalIndent(NATSSettings(p.Topology, hp.Host), "", "  ")
+			if err != nil {
+				return err
+			}
+			add(filepath.Join(l.HostConfig(name), NATSConfigFile), conf, 0o644)
 		}
 		for _, f := range files {
 			if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
@@ -312,6 +321,9 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 				return fmt.Errorf("preparing %s: %w", name, err)
 			}
 		}
+		if err := addAccount(l.NSRoot(name), hp); err != nil {
+			return fmt.Errorf("preparing %s: %w", name, err)
+		}
 		if hp.Host.Role == topology.RoleServer {
 			gather := filepath.Join(l.HostEtcChoria(name), "machine", machines.Facts, "gather")
 			if err := os.Symlink(progs.Facts, gather); err != nil {
@@ -320,6 +332,51 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 		}
 	}
 	return nil
+}
+
+// addAccount creates the host's service user, as the NixOS module does:
+// an entry in the host's own /etc/passwd and /etc/group (its /etc is an
+// overlay of the machine's), and ownership of the role's configuration
+// and state, which stay closed to others.
+func addAccount(nsRoot string, hp HostPlan) error {
+	a := hp.Account
+	if a == nil {
+		return nil
+	}
+	etc := netlab.UpperDir(nsRoot, "/etc")
+	for file, line := range map[string]string{
+		"passwd": fmt.Sprintf("%s:x:%d:%d:%s service (choria-lab):%s:/usr/sbin/nologin\n", a.Name, a.UID, a.GID, a.Name, a.Home),
+		"group":  fmt.Sprintf("%s:x:%d:\n", a.Name, a.GID),
+	} {
+		machine, err := os.ReadFile(filepath.Join("/etc", file))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(etc, 0o755); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(filepath.Join(etc, file), append(machine, line...), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, dir := range hp.Owned {
+		if err := chownTree(dir, a.UID, a.GID); err != nil {
+			return fmt.Errorf("handing %s to %s: %w", dir, a.Name, err)
+		}
+		if err := os.Chmod(dir, 0o750); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func chownTree(root string, uid, gid int) error {
+	return filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
 }
 
 // profileScript exports the lab's environment to login shells.

@@ -72,6 +72,8 @@ in
         ];
         Restart = "on-failure";
         DynamicUser = true;
+        # the name the namespace lab's plugins host uses too
+        User = "choria-plugins";
         StateDirectory = "choria-plugins";
         StateDirectoryMode = "0755";
         UMask = "0022";

@@ -321,6 +321,9 @@ in
       jetstream = true;
       port = ports.nats_client;
       settings.http_port = ports.nats_monitor;
+      # Every address, for the replicator on another host: some versions of
+      # the nixpkgs module listen on 127.0.0.1 unless told otherwise.
+      settings.host = lib.mkForce "0.0.0.0";
     };
 
     services.choria-plugins-webserver = lib.mkIf (role == "plugins") {

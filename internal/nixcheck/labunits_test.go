@@ -1,0 +1,142 @@
+package nixcheck
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"github.com/kballard/go-shellquote"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/reproducible-choria/deployment/internal/lab"
+	"github.com/reproducible-choria/deployment/topology"
+)
+
+// TestLabRunsWhatTheUnitsRun evaluates the lab profile (nixosModules.lab)
+// as each host and holds every service's unit against the process the
+// namespace lab starts for that host: the same program with the same
+// arguments, as the same user. The lab is our only window on the VMs, so
+// it must run each role as its unit does.
+func TestLabRunsWhatTheUnitsRun(t *testing.T) {
+	res := evalModules(t)
+	var modules map[string]struct {
+		Systemd struct {
+			Services map[string]struct {
+				ServiceConfig struct {
+					ExecStart   string `json:"ExecStart"`
+					User        string `json:"User"`
+					DynamicUser bool   `json:"DynamicUser"`
+				} `json:"serviceConfig"`
+			} `json:"services"`
+		} `json:"systemd"`
+		Services struct {
+			NATS struct {
+				Enable     bool           `json:"enable"`
+				ServerName string         `json:"serverName"`
+				Port       int            `json:"port"`
+				JetStream  bool           `json:"jetstream"`
+				Settings   map[string]any `json:"settings"`
+			} `json:"nats"`
+		} `json:"services"`
+	}
+	require.NoError(t, json.Unmarshal(res["modules"], &modules))
+
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	topo, err = topo.WithServers(3)
+	require.NoError(t, err)
+	progs := &lab.Programs{
+		Choria: "/lab/choria", Provisioner: "/lab/choria-provisioner", AAASvc: "/lab/aaasvc", StreamReplicator: "/lab/stream-replicator",
+		NATSServer: "/lab/nats-server", NATS: "/lab/nats", ProvisionHelper: "/lab/choria-provision-helper", Requests: "/lab/requests",
+		Facts: "/lab/choria-facts", PluginPack: "/lab/choria-plugin-pack", PluginsServer: "/lab/choria-plugins-server",
+		Lab: "/lab/choria-lab", Nsenter: "/lab/nsenter", Setpriv: "/lab/setpriv",
+	}
+	plan, err := lab.NewPlan(lab.PlanOptions{Topology: topo, Layout: lab.Layout{Dir: "/var/lab"}, Programs: progs})
+	require.NoError(t, err)
+
+	units := map[string]string{
+		"broker": "choria-broker", "provisioner": "choria-provisioner", "aaa": "aaasvc",
+		"replicator": "stream-replicator", "plugins": "choria-plugins-webserver", "server3": "choria-server",
+	}
+	checked := 0
+	for _, hp := range plan.Hosts {
+		m, ok := modules["lab-"+hp.Host.Name]
+		if !ok {
+			continue
+		}
+		if hp.Host.Role == topology.RoleNATS {
+			// nixpkgs' services.nats: settings plus what its module adds,
+			// rendered as JSON and run with nats-server -c
+			n := m.Services.NATS
+			require.True(t, n.Enable)
+			want := map[string]any{}
+			for k, v := range n.Settings {
+				want[k] = v
+			}
+			want["server_name"], want["port"] = n.ServerName, float64(n.Port)
+			if n.JetStream {
+				want["jetstream"] = map[string]any{"store_dir": "/var/lib/nats"} // the module's dataDir
+			}
+			got := roundTrip(t, lab.NATSSettings(topo, hp.Host))
+			assert.Equal(t, want, got, "nats.conf of the lab and of services.nats")
+			require.Len(t, hp.Processes, 1)
+			assert.Equal(t, []string{"-c", "/etc/nats/" + lab.NATSConfigFile}, hp.Processes[0].Argv[1:], "nixpkgs runs nats-server -c FILE")
+			assert.Equal(t, "nats", hp.Processes[0].Account.Name, "services.nats' user")
+			checked++
+			continue
+		}
+		unit, ok := units[hp.Host.Name]
+		if !ok {
+			continue
+		}
+		svc, ok := m.Systemd.Services[unit]
+		require.True(t, ok, "lab-%s has no %s service", hp.Host.Name, unit)
+		require.Len(t, hp.Processes, 1, hp.Host.Name)
+		proc := hp.Processes[0]
+
+		unitArgv, err := shellquote.Split(svc.ServiceConfig.ExecStart)
+		require.NoError(t, err)
+		labArgv := proc.Argv
+		if hp.Host.Role == topology.RolePlugins {
+			// the one path that differs: the lab serves its docroot at the
+			// topology's state directory, the lab profile at its docroot
+			// option (a directory the VM test shares with the client)
+			labArgv = replace(labArgv, topo.Roles[topology.RolePlugins].StateDir, "/srv/choria-plugins")
+		}
+		assert.Equal(t, filepath.Base(unitArgv[0]), filepath.Base(labArgv[0]), "%s: program", hp.Host.Name)
+		assert.Equal(t, unitArgv[1:], labArgv[1:], "%s: arguments", hp.Host.Name)
+
+		user := svc.ServiceConfig.User
+		if user == "" {
+			user = "root"
+		}
+		labUser := "root"
+		if proc.Account != nil {
+			labUser = proc.Account.Name
+		}
+		assert.Equal(t, user, labUser, "%s: user", hp.Host.Name)
+		checked++
+	}
+	assert.Equal(t, 7, checked, "broker, nats, plugins, provisioner, aaa, replicator and a server")
+}
+
+func roundTrip(t *testing.T, v any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(b, &out))
+	return out
+}
+
+func replace(argv []string, from, to string) []string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == from {
+			a = to
+		}
+		out[i] = a
+	}
+	return out
+}
