@@ -73,7 +73,6 @@ func main() {
 	buildOut := buildUp.Flag("out", "Also copy the programs into DIR").PlaceHolder("DIR").String()
 	buildOnly := buildUp.Flag("only", "Build only this program (repeatable)").PlaceHolder("NAME").Strings()
 
-
 	cmd := app.MustParseWithUsage(os.Args[1:])
 	layout := lab.Layout{Dir: *dir}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
