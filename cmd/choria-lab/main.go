@@ -37,6 +37,7 @@ func main() {
 	reference := up.Flag("reference-timings", "Keep the reference's intervals (registration, facts, plugins) instead of the lab's short ones").UnNegatableBool()
 	topoFile := up.Flag("topology", "Topology file (default: the built-in one)").PlaceHolder("FILE").String()
 	binDirs := up.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
+	nixosLike := up.Flag("nixos-like", "Hide this machine's /usr/bin and /usr/sbin from the hosts but for sh and env, as on NixOS: every tool then comes from PATH").UnNegatableBool()
 	timeout := up.Flag("timeout", "Give up when the lab is not up within this time").Default("5m").Duration()
 
 	down := app.Command("down", "Stop the running lab and remove its namespaces, bridges and mounts")
@@ -82,12 +83,12 @@ func main() {
 	code := 0
 	switch cmd {
 	case up.FullCommand():
-		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, Timeout: *timeout, Out: os.Stdout})
+		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, NixOSLike: *nixosLike, Timeout: *timeout, Out: os.Stdout})
 	case down.FullCommand():
 		err = runDown(layout, *purge)
 	case shell.FullCommand():
 		// start in the home directory, as a login would
-		code, err = enter(layout, *shellHost, []string{"/bin/sh", "-c", "cd /root && exec /bin/bash --login"})
+		code, err = enter(layout, *shellHost, []string{"/bin/sh", "-c", "cd /root && exec bash --login"})
 	case execCmd.FullCommand():
 		code, err = enter(layout, *execHost, *execArgv)
 	case login.FullCommand():

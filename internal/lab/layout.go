@@ -27,6 +27,11 @@ func (l Layout) HostState(name string) string { return filepath.Join(l.Host(name
 // whose configuration the lab writes itself (NATS).
 func (l Layout) HostConfig(name string) string { return filepath.Join(l.Host(name), "config") }
 
+// NixOSBin holds sh and env only, bound over every host's /usr/bin in a
+// NixOS-like lab; Empty is bound over /usr/sbin.
+func (l Layout) NixOSBin() string { return filepath.Join(l.Dir, "nixos-like", "bin") }
+func (l Layout) Empty() string    { return filepath.Join(l.Dir, "nixos-like", "empty") }
+
 // HostLog is bound to /var/log, where servers write their status file.
 func (l Layout) HostLog(name string) string { return filepath.Join(l.Host(name), "log") }
 

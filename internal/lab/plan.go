@@ -76,6 +76,8 @@ type Plan struct {
 	Hosts    []HostPlan
 	Networks []netlab.Network
 	Env      []string
+	// NixOSLike: the hosts see no tools of the machine's (PlanOptions).
+	NixOSLike bool
 }
 
 // PlanOptions are the choices a plan depends on.
@@ -83,15 +85,21 @@ type PlanOptions struct {
 	Topology *topology.Topology
 	Layout   Layout
 	Programs *Programs
+	// ToolPath is where the hosts' shells find their tools (sh, grep, tar,
+	// …), after the programs' directories: the lab's own PATH.
+	ToolPath string
+	// NixOSLike hides the machine's tools from the hosts (Options.NixOSLike).
+	NixOSLike bool
 }
 
 // NewPlan lays the topology out as hosts, mounts and processes.
 func NewPlan(o PlanOptions) (*Plan, error) {
 	t := o.Topology
 	p := &Plan{
-		Topology: t,
-		Layout:   o.Layout,
-		Env:      []string{"PATH=" + o.Programs.PathDirs(), "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8"},
+		Topology:  t,
+		Layout:    o.Layout,
+		NixOSLike: o.NixOSLike,
+		Env:       []string{"PATH=" + o.Programs.PathDirs(o.ToolPath), "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8"},
 	}
 	for _, n := range t.Networks {
 		p.Networks = append(p.Networks, netlab.Network{Name: n.Name, Subnet: n.Subnet})
@@ -190,6 +198,11 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 		for i := range hp.Processes {
 			hp.Processes[i].Capabilities = []string{"net_bind_service"}
 		}
+	}
+	if o.NixOSLike {
+		spec.Binds = append(spec.Binds,
+			netlab.Bind{Source: l.NixOSBin(), Target: "/usr/bin", ReadOnly: true},
+			netlab.Bind{Source: l.Empty(), Target: "/usr/sbin", ReadOnly: true})
 	}
 	hp.Spec = spec
 	return hp, nil

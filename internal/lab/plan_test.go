@@ -209,7 +209,7 @@ func TestFindProgramsInTheBuildCache(t *testing.T) {
 	assert.Equal(t, filepath.Join(path, "choria"), progs.Choria, "PATH comes before the cache")
 	assert.True(t, strings.HasPrefix(progs.Provisioner, cache+"/"), progs.Provisioner)
 	assert.True(t, strings.HasPrefix(progs.NATS, cache+"/"), progs.NATS)
-	assert.Contains(t, progs.PathDirs(), filepath.Dir(progs.AAASvc))
+	assert.Contains(t, progs.PathDirs(""), filepath.Dir(progs.AAASvc))
 }
 
 func TestUpWithoutRootChangesNothing(t *testing.T) {

@@ -135,9 +135,11 @@ func lookup(name string, dirs []string) (string, error) {
 	return filepath.Abs(p)
 }
 
-// PathDirs is a PATH made of the directories the programs live in, for
-// shells and commands run inside the lab's hosts.
-func (p *Programs) PathDirs() string {
+// PathDirs is the PATH of shells and commands run inside the lab's hosts:
+// the directories the programs live in, then tools, the PATH the lab was
+// started with. No directory is assumed: on NixOS /bin and /usr/bin hold
+// only sh and env, and the tools come from the PATH `nix run .#lab` gives.
+func (p *Programs) PathDirs(tools string) string {
 	seen := map[string]bool{}
 	var dirs []string
 	for _, prog := range []string{p.Choria, p.NATS, p.Provisioner, p.AAASvc, p.StreamReplicator, p.NATSServer, p.ProvisionHelper, p.PluginsServer, p.Lab, p.Nsenter} {
@@ -147,5 +149,11 @@ func (p *Programs) PathDirs() string {
 			dirs = append(dirs, d)
 		}
 	}
-	return strings.Join(append(dirs, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"), ":")
+	for _, d := range filepath.SplitList(tools) {
+		if d != "" && filepath.IsAbs(d) && !seen[d] {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	return strings.Join(dirs, ":")
 }

@@ -34,6 +34,13 @@ type Options struct {
 	ReferenceTimings bool
 	TopologyFile     string
 	BinDirs          []string
+	// ToolPath is the hosts' PATH after the programs' directories; the
+	// lab's own PATH when empty.
+	ToolPath string
+	// NixOSLike hides the machine's /usr/bin and /usr/sbin in every host
+	// but for sh and env, as on NixOS: the lab and the tour must then find
+	// everything on ToolPath.
+	NixOSLike bool
 	// Timeout bounds the whole bring-up.
 	Timeout time.Duration
 	Out     io.Writer
@@ -94,7 +101,11 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 		return nil, err
 	}
 	layout := Layout{Dir: o.Dir}
-	plan, err := NewPlan(PlanOptions{Topology: topo, Layout: layout, Programs: progs})
+	toolPath := o.ToolPath
+	if toolPath == "" {
+		toolPath = os.Getenv("PATH")
+	}
+	plan, err := NewPlan(PlanOptions{Topology: topo, Layout: layout, Programs: progs, ToolPath: toolPath, NixOSLike: o.NixOSLike})
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +249,11 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 	if err := os.MkdirAll(l.Docroot(), 0o755); err != nil {
 		return fmt.Errorf("creating docroot: %w", err)
 	}
+	if p.NixOSLike {
+		if err := prepareNixOSLike(l); err != nil {
+			return err
+		}
+	}
 	tm, err := p.Topology.Timing(timings)
 	if err != nil {
 		return err
@@ -329,6 +345,35 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 			if err := os.Symlink(progs.Facts, gather); err != nil {
 				return fmt.Errorf("preparing %s: %w", name, err)
 			}
+		}
+	}
+	return nil
+}
+
+// prepareNixOSLike makes what a NixOS-like lab binds over /usr/bin and
+// /usr/sbin: a directory with copies of sh and env, as NixOS has in /bin
+// and /usr/bin, and an empty one. On a merged-/usr machine /bin and /sbin
+// are links into them.
+func prepareNixOSLike(l Layout) error {
+	if err := os.RemoveAll(filepath.Dir(l.NixOSBin())); err != nil {
+		return err
+	}
+	for _, d := range []string{l.NixOSBin(), l.Empty()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, tool := range []string{"/bin/sh", "/usr/bin/env"} {
+		real, err := filepath.EvalSymlinks(tool)
+		if err != nil {
+			return fmt.Errorf("a NixOS-like lab needs %s: %w", tool, err)
+		}
+		b, err := os.ReadFile(real)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(l.NixOSBin(), filepath.Base(tool)), b, 0o755); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -94,8 +95,7 @@ var roleServices = map[string][]string{
 // topology's addresses, the driver's own addresses and /etc/hosts lines
 // overridden, /etc/hosts from the topology, one bootstrapping VM, and the
 // role's service. It also checks that the test script names every node and
-// parses as Python (and passes pyflakes, as the test driver requires, where
-// pyflakes is installed).
+// parses as Python and passes pyflakes, as the test driver requires.
 func TestWalkthroughVMs(t *testing.T) {
 	res := evalModules(t)
 	var vt vmTest
@@ -271,8 +271,22 @@ func TestWalkthroughVMs(t *testing.T) {
 			if h.Role == "plugins" {
 				target = vt.Nodes[h.Name].WebserverRoot
 			}
-			if len(got) != 1 || got["choria-htdocs"] != `"$SHARED_DIR"/choria-htdocs -> `+target {
+			source, gotTarget, _ := strings.Cut(got["choria-htdocs"], " -> ")
+			if len(got) != 1 || gotTarget != target {
 				t.Errorf("nodes.%s: shared directories %v, want choria-htdocs on %s", h.Name, got, target)
+				continue
+			}
+			// qemu-vm.nix's start script puts the source on QEMU's command
+			// line as shell: it must name, and make, the directory under
+			// the driver's shared directory, so that start_all() by hand works
+			shared := t.TempDir()
+			cmd := exec.Command("bash", "-c", "printf %s "+source)
+			cmd.Env = append(os.Environ(), "SHARED_DIR="+shared)
+			out, err := cmd.Output()
+			if err != nil || string(out) != shared+"/choria-htdocs" {
+				t.Errorf("nodes.%s: share source %s gives %q (%v), want %s/choria-htdocs", h.Name, source, out, err, shared)
+			} else if st, err := os.Stat(string(out)); err != nil || !st.IsDir() {
+				t.Errorf("nodes.%s: share source %s does not make its directory", h.Name, source)
 			}
 		default:
 			if len(got) != 0 {
@@ -310,11 +324,7 @@ func checkTestScript(t *testing.T, vt vmTest, nodes []string) {
 	if err := os.WriteFile(script, []byte(vt.TestScript), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Log("python3 is not installed: the test script's syntax is not checked")
-		return
-	}
+	python := testenv.RequireTool(t, "python3")
 	if out, err := exec.Command(python, "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())", script).CombinedOutput(); err != nil {
 		t.Errorf("the test script does not parse as Python: %v\n%s", err, out)
 	}
@@ -326,8 +336,7 @@ func checkTestScript(t *testing.T, vt vmTest, nodes []string) {
 		}
 	}
 	if pyflakes == "" {
-		t.Log("pyflakes is not installed: the test script is not linted")
-		return
+		testenv.Missing(t, "pyflakes is not installed (apt-get install pyflakes3): the test script is not linted")
 	}
 	// The driver's own symbols, as nixos/lib/testing/driver.nix passes them.
 	builtins := append(slices.Clone(nodes), "start_all", "subtest", "log", "driver", "retry", "os",

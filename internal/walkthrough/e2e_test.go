@@ -24,15 +24,17 @@ func TestMain(m *testing.M) {
 
 // TestWalkthroughEndToEnd brings up a fresh lab with ten servers and the
 // real programs, runs the whole shared scenario against it, and takes it
-// down.
+// down. The lab is NixOS-like: its hosts see none of this machine's tools,
+// only those on the lab's PATH, as under `nix run .#lab` on NixOS.
 func TestWalkthroughEndToEnd(t *testing.T) {
 	dirs := labtest.ProgramDirs(t)
+	tools := labtest.ToolDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
 	start := time.Now()
 	var progress strings.Builder
-	r, err := lab.Up(ctx, lab.Options{Dir: t.TempDir(), BinDirs: dirs, Servers: 10, Out: &progress})
+	r, err := lab.Up(ctx, lab.Options{Dir: t.TempDir(), BinDirs: append(dirs, tools), ToolPath: tools, NixOSLike: true, Servers: 10, Out: &progress})
 	require.NoError(t, err, progress.String())
 	defer r.Down()
 	up := time.Since(start)

@@ -221,6 +221,8 @@ in
             ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
             ExecStart = "${lib.getExe cfg.package} run --config ${configPath}";
             Restart = "on-failure";
+            # systemd's default 100 ms reaches its start limit in half a second
+            RestartSec = "5s";
             User = cfg.user;
             Group = cfg.group;
             StateDirectory = "aaasvc";

@@ -71,6 +71,8 @@ in
           "${cfg.listenAddress}:${toString cfg.port}"
         ];
         Restart = "on-failure";
+        # systemd's default 100 ms reaches its start limit in half a second
+        RestartSec = "5s";
         DynamicUser = true;
         # the name the namespace lab's plugins host uses too
         User = "choria-plugins";

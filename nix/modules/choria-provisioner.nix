@@ -205,6 +205,8 @@ in
               choriaConfigPath
             ];
             Restart = "on-failure";
+            # systemd's default 100 ms reaches its start limit in half a second
+            RestartSec = "5s";
             User = cfg.user;
             Group = cfg.group;
             StateDirectory = "choria-provisioner";

@@ -107,6 +107,8 @@ in
             ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
             ExecStart = "${lib.getExe cfg.package} replicate --config ${configPath}";
             Restart = "on-failure";
+            # systemd's default 100 ms reaches its start limit in half a second
+            RestartSec = "5s";
             User = cfg.user;
             Group = cfg.group;
             StateDirectory = "stream-replicator";

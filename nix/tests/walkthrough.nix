@@ -149,7 +149,10 @@ let
 
       virtualisation.sharedDirectories = lib.mkIf sharesHtdocs {
         ${htdocsShare} = {
-          source = ''"$SHARED_DIR"/${htdocsShare}'';
+          # qemu-vm.nix puts the source into its start script's command
+          # line as shell: made there, so the VMs also start by hand
+          # (`nix run .#lab-vms`, then start_all()).
+          source = ''"$(mkdir -p "$SHARED_DIR"/${htdocsShare} && printf %s "$SHARED_DIR"/${htdocsShare})"'';
           target = if host.role == "client" then "/root/htdocs" else config.services.choria-lab.docroot;
           # as the driver's own shares: no xattrs needed on the build machine's temp directory
           securityModel = "none";
@@ -170,6 +173,7 @@ let
     inherit htdocsShare;
     scenario = if scenarioFile == null then null else "${scenarioFile}";
     domain = topo.domain;
+    ports = topo.ports;
   };
 in
 testers.runNixOSTest {

@@ -8,11 +8,9 @@ import base64
 import importlib
 import io
 import json
-import os
 import re
 import shlex
 import tarfile
-import tempfile
 import time
 
 facts = json.loads(FACTS)
@@ -43,20 +41,16 @@ def hand_over(name):
     parts = CREDENTIAL_PARTS[HOSTS[name]["role"]]
     if machine is BOOTSTRAP or not parts:
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = os.path.join(tmp, "credentials.tar.gz")
-        # Through the driver's shell, never through the Nix store.
-        encoded = BOOTSTRAP.succeed(
-            f"cd {CREDS} && tar -cz {' '.join(parts)} | base64 -w0"
-        ).strip()
-        with open(archive, "wb") as f:
-            f.write(base64.b64decode(encoded))
-        machine.wait_for_unit("multi-user.target")
-        machine.copy_from_host(archive, "/run/choria-lab-credentials.tar.gz")
+    # Through the driver's shells only: never through the Nix store, nor
+    # through the driver's shared directory, which every VM mounts.
+    encoded = BOOTSTRAP.succeed(
+        f"cd {CREDS} && tar -cz {' '.join(parts)} | base64 -w0"
+    ).strip()
+    base64.b64decode(encoded, validate=True)  # nothing but base64 reaches the shell below
+    machine.wait_for_unit("multi-user.target")
     machine.succeed(
         f"install -d -m 0700 {CREDS}",
-        f"tar -C {CREDS} -xzf /run/choria-lab-credentials.tar.gz",
-        "rm /run/choria-lab-credentials.tar.gz",
+        f"printf '%s' '{encoded}' | base64 -d | tar -C {CREDS} -xz",
     )
     # choria-lab-credentials failed at boot (nothing to install yet) and
     # with it the services that require it.
@@ -68,6 +62,25 @@ def hand_over(name):
         machine.succeed(f"systemctl restart {shlex.quote(unit)}")
     for unit in units:
         machine.wait_for_unit(unit)
+    wait_serving(name)
+
+
+# The port each role serves once it is ready, on the host itself: a unit
+# that is "active" has only been started.
+READY_PORTS = {
+    "broker": "broker_client",
+    "provisioner": "provisioner_monitor",
+    "aaa": "aaa_login",
+    "replicator": "replicator_monitor",
+    "nats": "nats_client",
+    "plugins": "plugins_http",
+}
+
+
+def wait_serving(name):
+    port = READY_PORTS.get(HOSTS[name]["role"])
+    if port is not None:
+        MACHINES[name].wait_for_open_port(facts["ports"][port], timeout=120)
 
 
 def provisioned(name):
@@ -78,13 +91,6 @@ def provisioned(name):
     )
 
 
-def prepare_htdocs():
-    """The directory the client (~/htdocs) and the plugins host (its docroot)
-    share must exist on this side before they start."""
-    os.makedirs(MACHINES["client"].shared_dir / facts["htdocsShare"], exist_ok=True)
-
-
-prepare_htdocs()
 start_all()
 
 with subtest("the broker bootstraps the lab's credentials and serves"):
@@ -98,6 +104,8 @@ with subtest("every host receives its role's credentials"):
             hand_over(name)
     MACHINES["nats"].wait_for_unit("nats.service")
     MACHINES["plugins"].wait_for_unit("choria-plugins-webserver.service")
+    wait_serving("nats")
+    wait_serving("plugins")
 
 with subtest("servers start unprovisioned and are provisioned by the provisioner"):
     for name in SERVERS:
@@ -218,7 +226,7 @@ def run_command(machine, command, timeout):
     its process group killed after timeout seconds (exit 124)."""
     wrapped = (
         "cd /root && env HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb"
-        f" timeout -k 5 {int(timeout)} sh -c {shlex.quote(command)} 2>&1"
+        f" timeout -k 5 {int(timeout)} sh -c {shlex.quote(command)} </dev/null 2>&1"
     )
     status, output = machine.execute(wrapped, timeout=None)
     if status == 124:

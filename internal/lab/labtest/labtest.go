@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,4 +177,50 @@ func ModuleRoot(t testing.TB) string {
 		}
 		dir = parent
 	}
+}
+
+// HostTools are the programs the hosts' shells and the walkthrough's
+// commands use, besides the lab's own: what a NixOS-like lab must be
+// given on its PATH.
+var HostTools = []string{
+	"awk", "base64", "bash", "cat", "cp", "cut", "date", "env", "grep", "gzip", "head", "id", "ls",
+	"mkdir", "mv", "rm", "sed", "seq", "sha256sum", "sh", "sleep", "sort", "tail", "tar", "timeout",
+	"tr", "wc",
+}
+
+// ToolDir copies HostTools and setpriv (which starts services inside the
+// hosts) from this machine into one directory the hosts can see, as
+// `nix run .#lab` gives them a PATH of store directories: a NixOS-like
+// lab (lab.Options.NixOSLike) runs with it as its ToolPath and BinDirs.
+func ToolDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "choria-lab-test-tools-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(slices.Clone(HostTools), "setpriv") {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			testenv.Missing(t, "%s is not on PATH", name)
+		}
+		if p, err = filepath.EvalSymlinks(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile(p, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
 }
