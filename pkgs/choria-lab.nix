@@ -1,5 +1,7 @@
 # `nix run .#lab`: the namespace lab (choria-lab, from choria-reference) with
-# every upstream program it runs, and the tools it needs, on its PATH.
+# every upstream program it runs, and the tools it and the tour's commands
+# need, on its PATH: the lab's hosts get that PATH and nothing else (on
+# NixOS /bin and /usr/bin hold only sh and env).
 {
   lib,
   stdenvNoCC,
@@ -13,6 +15,13 @@
   natscli,
   util-linux,
   iproute2,
+  bashInteractive,
+  coreutils,
+  gnugrep,
+  gnused,
+  gawk,
+  gnutar,
+  gzip,
 }:
 
 stdenvNoCC.mkDerivation {
@@ -37,8 +46,16 @@ stdenvNoCC.mkDerivation {
           stream-replicator
           nats-server
           natscli
-          util-linux # nsenter
+          util-linux # nsenter, setpriv
           iproute2
+          # the hosts' shells and the walkthrough's commands
+          bashInteractive
+          coreutils
+          gnugrep
+          gnused
+          gawk
+          gnutar
+          gzip
         ]
       }
     runHook postInstall
