@@ -157,3 +157,22 @@ func (p *Programs) PathDirs(tools string) string {
 	}
 	return strings.Join(dirs, ":")
 }
+
+// visibleOnNixOS refuses programs the hosts of a NixOS-like lab cannot
+// see: those that run inside the hosts must not live in the directories
+// it hides.
+func (p *Programs) visibleOnNixOS() error {
+	var hidden []string
+	for _, prog := range []string{p.Choria, p.Provisioner, p.AAASvc, p.StreamReplicator, p.NATSServer, p.NATS,
+		p.ProvisionHelper, p.Requests, p.Facts, p.PluginsServer, p.Setpriv} {
+		for _, d := range []string{"/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/"} {
+			if strings.HasPrefix(prog, d) {
+				hidden = append(hidden, prog)
+			}
+		}
+	}
+	if len(hidden) > 0 {
+		return fmt.Errorf("--nixos-like hides /usr/bin and /usr/sbin from the hosts, so they could not run %s; put these programs in a directory given with --bin-dir", strings.Join(hidden, ", "))
+	}
+	return nil
+}

@@ -109,6 +109,11 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.NixOSLike {
+		if err := progs.visibleOnNixOS(); err != nil {
+			return nil, err
+		}
+	}
 	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute

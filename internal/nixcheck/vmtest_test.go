@@ -295,6 +295,19 @@ func TestWalkthroughVMs(t *testing.T) {
 		}
 	}
 
+	// every guest's memory together fits a 16 GiB CI runner beside the driver
+	total := 0
+	for _, n := range vt.Nodes {
+		if n.Virtualisation.MemorySize < 384 {
+			t.Errorf("a guest of %d MiB cannot boot NixOS and run its role", n.Virtualisation.MemorySize)
+		}
+		total += n.Virtualisation.MemorySize
+	}
+	if total > 6144 {
+		t.Errorf("the VMs take %d MiB of guest memory, more than 6 GiB", total)
+	}
+	t.Logf("guest memory of the %d VMs: %d MiB", len(vt.Nodes), total)
+
 	checkTestScript(t, vt, want)
 }
 

@@ -102,6 +102,23 @@ let
   # start.
   htdocsShare = "choria-htdocs";
 
+  # Guest memory per role, MiB: what the role's processes peaked at in the
+  # namespace lab during the whole walkthrough (RSS of the service and its
+  # children: broker 75, provisioner 53, aaasvc 41, stream-replicator 20,
+  # nats-server 17, choria-plugins-server 11, a server 58), plus ~400 for
+  # NixOS itself, rounded up; the client runs the choria CLI and nats. The
+  # ten VMs take 5.2 GiB in all (at most 6 GiB, for 16 GiB CI runners).
+  memoryMiB = {
+    broker = 640;
+    provisioner = 512;
+    aaa = 512;
+    replicator = 512;
+    nats = 448;
+    plugins = 384;
+    client = 768;
+    server = 512;
+  };
+
   node =
     host:
     let
@@ -121,7 +138,7 @@ let
       };
 
       virtualisation.vlans = map (n: vlanOf.${n}) networks;
-      virtualisation.memorySize = if host.role == "broker" then 1536 else 1024;
+      virtualisation.memorySize = memoryMiB.${host.role};
 
       # The topology's addresses instead of the driver's 192.168.<vlan>.<n>.
       networking.interfaces = lib.listToAttrs (
