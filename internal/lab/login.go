@@ -93,11 +93,14 @@ func Login(ctx context.Context, st *State, host, user, password string) (string,
 	if err := waitFor("Username", 0); err != nil {
 		return fail(err)
 	}
-	// survey reads a line per prompt; answer only once it asks
+	// survey reads a line per prompt; answer only once it asks. The
+	// password prompt is looked for in what comes after the answer, which
+	// may arrive before WriteString returns.
+	answered := len(printed())
 	if _, err := io.WriteString(tty, user+"\r"); err != nil {
 		return fail(err)
 	}
-	if err := waitFor("Password", len(printed())); err != nil {
+	if err := waitFor("Password", answered); err != nil {
 		return fail(err)
 	}
 	if _, err := io.WriteString(tty, password+"\r"); err != nil {
