@@ -210,6 +210,7 @@ testers.runNixOSTest {
     MACHINES = {${lib.concatMapStringsSep ", " (h: ''"${h.name}": ${h.name}'') t.hosts}}
 
   ''
+  + builtins.readFile ./scenario.py
   + builtins.readFile ./walkthrough.py;
 
   passthru = { inherit facts; };

@@ -1,14 +1,13 @@
 # The test script of nix/tests/walkthrough.nix, after the lines that define
 # FACTS (JSON: the hosts, roles, credentials directory, bootstrapping host and
-# the scenario file) and MACHINES (host name -> the driver's machine).
+# the scenario file) and MACHINES (host name -> the driver's machine), and
+# after scenario.py (the scenario's interpreter, which imports json and re).
 #
 # It must pass the test driver's pyflakes and mypy checks: machine names and
 # driver symbols (start_all, subtest) are globals there.
 import base64
 import importlib
 import io
-import json
-import re
 import shlex
 import tarfile
 import time
@@ -117,108 +116,9 @@ with subtest("servers start unprovisioned and are provisioned by the provisioner
 
 
 # --- the shared scenario (walkthrough/scenario.json) ------------------------
-# Its "description" field is the format; internal/walkthrough is the Go
-# runner this mirrors. Steps run in order and the first failure ends the test.
-
-VAR_RE = re.compile(r"\$\{([^${}]+)\}")
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-class ScenarioError(Exception):
-    """The scenario itself is wrong (an unknown variable): no retry helps."""
-
-
-def duration(text, default):
-    """A Go duration ("90s", "1m30s") in seconds."""
-    if not text:
-        return default
-    parts = DURATION_RE.findall(text)
-    if "".join(n + u for n, u in parts) != text:
-        raise ScenarioError(f"{text!r} is not a duration")
-    return sum(float(n) * DURATION_UNITS[u] for n, u in parts)
-
-
-def expand(text, variables):
-    """Replace ${name}, innermost first, as Vars.Expand does."""
-    for _ in range(8):
-        if not VAR_RE.search(text):
-            break
-        missing = []
-
-        def value(m):
-            name = m.group(1)
-            if name not in variables:
-                missing.append(name)
-                return m.group(0)
-            return variables[name]
-
-        text = VAR_RE.sub(value, text)
-        if missing:
-            raise ScenarioError("unknown variable " + ", ".join(sorted(set(missing))))
-    return text
-
-
-def pattern(text, variables):
-    # Multi-line, as the Go runner's (?m).
-    return re.compile(expand(text, variables), re.M)
-
-
-def check_expectations(expect, status, output, variables, is_login):
-    """Every unmet expectation, as Expect.Check lists them."""
-    failed = []
-    if not is_login:
-        want = expect.get("exit", 0)
-        if want == "nonzero":
-            ok = status != 0
-        elif want == "any":
-            ok = True
-        else:
-            ok = status == int(want)
-        if not ok:
-            failed.append(f"exit status {want}, got {status}")
-    for c in expect.get("contains", []):
-        c = expand(c, variables)
-        if c not in output:
-            failed.append(f"output contains {c!r}")
-    for c in expect.get("not_contains", []):
-        c = expand(c, variables)
-        if c in output:
-            failed.append(f"output does not contain {c!r}")
-    for p in expect.get("regex", []):
-        r = pattern(p, variables)
-        if not r.search(output):
-            failed.append(f"output matches /{r.pattern}/")
-    for p in expect.get("not_regex", []):
-        r = pattern(p, variables)
-        m = r.search(output)
-        if m:
-            failed.append(f"output does not match /{r.pattern}/ (it has {m.group(0)!r})")
-    for c in expect.get("count", []):
-        r = pattern(c["regex"], variables)
-        n = sum(1 for _ in r.finditer(output))
-        if "equals" in c:
-            want = int(expand(c["equals"], variables).strip())
-            if n != want:
-                failed.append(f"{want} matches of /{r.pattern}/, got {n}")
-        else:
-            least = int(expand(c["min"], variables).strip())
-            if n < least:
-                failed.append(f"at least {least} matches of /{r.pattern}/, got {n}")
-    return failed
-
-
-def captures(patterns, output, variables):
-    got, failed = {}, []
-    for name, p in patterns.items():
-        name = expand(name, variables)
-        r = pattern(p, variables)
-        m = r.search(output)
-        if m is None:
-            failed.append(f"output matches /{r.pattern}/ to capture {name}")
-        else:
-            got[name] = m.group(1)
-    return got, failed
+# Its "description" field is the format; scenario.py, prepended to this
+# script, interprets its expectations as internal/walkthrough does. Steps
+# run in order and the first failure ends the test.
 
 
 def run_command(machine, command, timeout):
