@@ -140,3 +140,42 @@ func replace(argv []string, from, to string) []string {
 	}
 	return out
 }
+
+// TestModulesExportedAlike: every nixosModules entry is a module with the
+// flake's key (and so its package default), none a bare path.
+func TestModulesExportedAlike(t *testing.T) {
+	res := evalModules(t)
+	var keys map[string]*string
+	require.NoError(t, json.Unmarshal(res["nixosModuleKeys"], &keys))
+	require.NotEmpty(t, keys)
+	for name, key := range keys {
+		if assert.NotNil(t, key, "nixosModules.%s has no key: exported as a bare path?", name) {
+			assert.Equal(t, "choria-reference#nixosModules."+name, *key)
+		}
+	}
+}
+
+// TestRestartsOutliveTheStartLimit: a service that restarts waits between
+// tries, or systemd's default 100 ms meets the start limit at once.
+func TestRestartsOutliveTheStartLimit(t *testing.T) {
+	res := evalModules(t)
+	var modules map[string]struct {
+		Systemd struct {
+			Services map[string]struct {
+				ServiceConfig map[string]any `json:"serviceConfig"`
+			} `json:"services"`
+		} `json:"systemd"`
+	}
+	require.NoError(t, json.Unmarshal(res["modules"], &modules))
+	seen := 0
+	for scenario, m := range modules {
+		for name, svc := range m.Systemd.Services {
+			if _, ok := svc.ServiceConfig["Restart"]; !ok {
+				continue
+			}
+			seen++
+			assert.Contains(t, svc.ServiceConfig, "RestartSec", "%s: %s restarts with no RestartSec", scenario, name)
+		}
+	}
+	assert.Positive(t, seen)
+}

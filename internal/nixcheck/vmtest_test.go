@@ -315,6 +315,17 @@ var machinesLineRE = regexp.MustCompile(`(?m)^MACHINES = \{(.*)\}$`)
 
 func checkTestScript(t *testing.T, vt vmTest, nodes []string) {
 	t.Helper()
+	// the driver's shared directory is mounted by every VM: no role's
+	// credentials may pass through it
+	for _, shared := range []string{"copy_from_host", "shared_dir"} {
+		if strings.Contains(vt.TestScript, shared) {
+			t.Errorf("the test script uses %s: credentials would pass through the directory every VM mounts", shared)
+		}
+	}
+	// scenario commands read no terminal, as in the Go runner
+	if !strings.Contains(vt.TestScript, "</dev/null 2>&1") {
+		t.Error("the test script's run_command does not give commands /dev/null as stdin")
+	}
 	m := machinesLineRE.FindStringSubmatch(vt.TestScript)
 	if m == nil {
 		t.Fatalf("the test script has no MACHINES line:\n%s", vt.TestScript)

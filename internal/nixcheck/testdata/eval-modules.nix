@@ -723,5 +723,9 @@ in
     server = (evaluate labScenarios.lab-server3).systemd.services.choria-lab-credentials.script;
   };
   nixosModules = lib.attrNames flake.nixosModules;
+  # Each entry's key, which a module given as a bare path lacks.
+  nixosModuleKeys = lib.mapAttrs (
+    _: m: if builtins.isFunction m then (m { inherit pkgs; }).key or null else null
+  ) flake.nixosModules;
 }
 // lib.optionalAttrs (scenario != null) { scenario = report (evaluate (scenario m)); }
