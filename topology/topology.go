@@ -368,6 +368,12 @@ func (t *Topology) Validate() error {
 		// expiry caps theirs: a longer setting would silently not apply
 		return fmt.Errorf("validity.server_token (%s) cannot exceed validity.signers (%s): the provisioner signer's expiry caps the tokens it issues", t.Validity.ServerToken, t.Validity.Signers)
 	}
+	if err := t.Ports.validate(); err != nil {
+		return err
+	}
+	if err := t.Streams.validate(); err != nil {
+		return err
+	}
 	for _, p := range []string{TimingsLab, TimingsReference} {
 		tm, ok := t.Timings[p]
 		if !ok {
@@ -377,6 +383,79 @@ func (t *Topology) Validate() error {
 			// choria-provisioner refuses anything shorter
 			return fmt.Errorf("timings.%s.provisioner_interval must be at least 1m", p)
 		}
+	}
+	return nil
+}
+
+// validate refuses ports outside 1..65535 and two services of one host
+// on one port. Every service but the broker's runs on a host of its own;
+// the broker's three ports are its host's.
+func (p Ports) validate() error {
+	named := []struct {
+		name string
+		port int
+	}{
+		{"broker_client", p.BrokerClient}, {"broker_cluster", p.BrokerCluster}, {"broker_stats", p.BrokerStats},
+		{"aaa_login", p.AAALogin}, {"aaa_monitor", p.AAAMonitor}, {"replicator_monitor", p.ReplicatorMonitor},
+		{"provisioner_monitor", p.ProvisionerMonitor}, {"nats_client", p.NATSClient}, {"nats_monitor", p.NATSMonitor},
+		{"plugins_http", p.PluginsHTTP},
+	}
+	for _, n := range named {
+		if n.port < 1 || n.port > 65535 {
+			return fmt.Errorf("ports.%s is %d, not a port (1..65535)", n.name, n.port)
+		}
+	}
+	// the ports each host listens on together
+	for _, host := range [][]int{
+		{0, 1, 2}, // broker
+		{3, 4},    // aaa
+		{7, 8},    // nats
+	} {
+		seen := map[int]string{}
+		for _, i := range host {
+			if other, ok := seen[named[i].port]; ok {
+				return fmt.Errorf("ports.%s and ports.%s are both %d on one host", other, named[i].name, named[i].port)
+			}
+			seen[named[i].port] = named[i].name
+		}
+	}
+	return nil
+}
+
+// subjectRE is a NATS subject: dot-separated tokens, * and > wildcards.
+var subjectRE = regexp.MustCompile(`^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?$|^>$`)
+
+// streamNameRE is a JetStream stream or bucket name.
+var streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (s Streams) validate() error {
+	for what, st := range map[string]Stream{"registration": s.Registration, "submission": s.Submission} {
+		if !streamNameRE.MatchString(st.Name) {
+			return fmt.Errorf("streams.%s.name %q is not a stream name (letters, digits, _ and -)", what, st.Name)
+		}
+		if len(st.Subjects) == 0 {
+			return fmt.Errorf("streams.%s.subjects is empty", what)
+		}
+		for _, sub := range st.Subjects {
+			if !subjectRE.MatchString(sub) {
+				return fmt.Errorf("streams.%s.subjects: %q is not a NATS subject", what, sub)
+			}
+		}
+	}
+	if !strings.HasSuffix(s.Registration.Subjects[0], ".>") {
+		// the broker's registration adapter publishes one subject per node under it
+		return fmt.Errorf("streams.registration.subjects[0] %q must end in .>", s.Registration.Subjects[0])
+	}
+	for what, name := range map[string]string{"plugins_bucket": s.PluginsBucket, "replicator_name": s.ReplicatorName} {
+		if !streamNameRE.MatchString(name) {
+			return fmt.Errorf("streams.%s %q is not a name (letters, digits, _ and -)", what, name)
+		}
+	}
+	if !subjectRE.MatchString(s.PluginsKey) || strings.ContainsAny(s.PluginsKey, "*>") {
+		return fmt.Errorf("streams.plugins_key %q is not a key", s.PluginsKey)
+	}
+	if !subjectRE.MatchString(s.MonitorSubject) {
+		return fmt.Errorf("streams.monitor_subject %q is not a NATS subject", s.MonitorSubject)
 	}
 	return nil
 }

@@ -127,6 +127,14 @@ func TestValidationErrors(t *testing.T) {
 		{"bad host name", `"name": "client"`, `"name": "Client_1"`, `not a valid DNS label`},
 		{"server tokens outliving their issuer", `"server_token": "8760h"`, `"server_token": "43800h"`, `cannot exceed validity.signers`},
 		{"no servers", `"count": 10`, `"count": 0`, `servers.count must be at least 1`},
+		// each of these reached a panic or a broken configuration before
+		{"no registration subjects", `"subjects": ["choria.node_metadata.>"]`, `"subjects": []`, `streams.registration.subjects is empty`},
+		{"registration subject without wildcard", `"subjects": ["choria.node_metadata.>"]`, `"subjects": ["choria.node_metadata"]`, `must end in .>`},
+		{"bad subject", `"choria.submission.in.hello.>"`, `"choria..hello"`, `is not a NATS subject`},
+		{"bad stream name", `"name": "SUBMIT"`, `"name": "SUB MIT"`, `is not a stream name`},
+		{"port 0", `"aaa_monitor": 8081`, `"aaa_monitor": 0`, `ports.aaa_monitor is 0, not a port`},
+		{"port too high", `"plugins_http": 80`, `"plugins_http": 65536`, `ports.plugins_http is 65536`},
+		{"two ports of one host", `"aaa_monitor": 8081`, `"aaa_monitor": 8080`, `ports.aaa_login and ports.aaa_monitor are both 8080 on one host`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, base, tc.old, "test setup: text to replace")

@@ -103,9 +103,12 @@ func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error 
 	deadline := time.Now().Add(limit)
 	last := ""
 	for time.Now().Before(deadline) {
-		cmd := netlab.EnterCommand(h.AnchorPID, []string{"choria", "ping"})
+		// one ping is bounded by the wait's own limit and by ctx
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		cmd := netlab.EnterCommandContext(pctx, h.AnchorPID, []string{"choria", "ping"})
 		cmd.Env = st.Env
 		out, _ := cmd.CombinedOutput()
+		cancel()
 		last = string(out)
 		if m := pingReplies.FindStringSubmatch(last); m != nil {
 			if got, _ := strconv.Atoi(m[1]); got >= n {

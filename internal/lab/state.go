@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/reproducible-choria/deployment/internal/atomicfile"
 )
 
 // State is what a running lab publishes in lab.json for the other
@@ -40,11 +42,10 @@ func writeState(path string, st *State) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return fmt.Errorf("writing lab state: %w", err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 // ErrNotRunning says no lab runs in the directory.
@@ -64,8 +65,10 @@ func ReadState(l Layout) (*State, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("%s is damaged: %w", l.State(), err)
 	}
-	if !alive(st.PID) {
-		return nil, fmt.Errorf("%w in %s (its supervisor, pid %d, is gone)", ErrNotRunning, l.Dir, st.PID)
+	// the lab's lock, not its pid: after a crash the pid may be another
+	// process's, which `down` would then signal as root
+	if !lockHeld(l) {
+		return nil, fmt.Errorf("%w in %s (its supervisor, pid %d, is gone: lab.json is left from a lab that did not stop)", ErrNotRunning, l.Dir, st.PID)
 	}
 	return &st, nil
 }
@@ -84,15 +87,31 @@ func (s *State) Host(name string) (*HostState, error) {
 	return nil, fmt.Errorf("no host %q in the lab (hosts: %v)", name, names)
 }
 
+// lockHeld tells whether a running `choria-lab up` holds the directory's
+// lock: the kernel releases it when that process ends, however it ends.
+func lockHeld(l Layout) bool {
+	f, err := os.Open(l.Lock())
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+func removeState(l Layout) {
+	_ = os.Remove(l.State())
+	_ = os.Remove(filepath.Join(l.Dir, "lab.json.tmp"))
+}
+
+// alive tells whether a process exists, for the status table's health.
 func alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-func removeState(l Layout) {
-	_ = os.Remove(l.State())
-	_ = os.Remove(filepath.Join(l.Dir, "lab.json.tmp"))
 }

@@ -214,8 +214,9 @@ func (s *Supervisor) Snapshots() []Snapshot {
 	return out
 }
 
-// Stop terminates every process, servers first and the broker last, giving
-// each a grace period before killing it.
+// Stop sends SIGTERM to every process's group (what it started too), the
+// last started first (servers before the broker), gives them all one grace
+// period together, then kills the groups that are left.
 func (s *Supervisor) Stop() {
 	s.mu.Lock()
 	if !s.stopping {
@@ -239,11 +240,12 @@ func (s *Supervisor) Stop() {
 	}
 }
 
+// signal signals the process's group: each process leads its own (Setpgid).
 func (sp *Supervised) signal(sig syscall.Signal) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.cmd != nil && sp.cmd.Process != nil && sp.pid != 0 {
-		_ = sp.cmd.Process.Signal(sig)
+		_ = syscall.Kill(-sp.pid, sig)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,4 +107,28 @@ func TestSupervisorRestartsAndStops(t *testing.T) {
 	defer mu.Unlock()
 	require.NotEmpty(t, reports)
 	assert.Contains(t, reports[0], "flaky on box died (exit status 3); restarting in 250ms")
+}
+
+// TestStopReachesWhatAProcessStarted: Stop signals each process's group,
+// so what a supervised program started ends with it.
+func TestStopReachesWhatAProcessStarted(t *testing.T) {
+	h, layout := oneHost(t)
+	s := NewSupervisor(layout, []string{"PATH=/usr/bin:/bin"}, "/usr/bin/setpriv", t.Logf)
+	// the shell traps TERM only to record it; its child sleeps on
+	_, err := s.Start(h, Process{Name: "parent", Argv: []string{"/bin/sh", "-c", `sleep 600 & echo child $!; trap 'echo term; exit 0' TERM; wait`}})
+	require.NoError(t, err)
+	var child int
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(layout.ProcessLog("box", "parent"))
+		_, err := fmt.Sscanf(string(b), "child %d", &child)
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	require.NoError(t, syscall.Kill(child, 0), "the child runs")
+	s.Stop()
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		return err != nil || strings.Contains(string(b), ") Z ")
+	}, 5*time.Second, 20*time.Millisecond, "the child of a supervised process ends with it")
+	b, _ := os.ReadFile(layout.ProcessLog("box", "parent"))
+	assert.Contains(t, string(b), "term", "the program itself got SIGTERM")
 }

@@ -471,7 +471,12 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 // shell and exec). It is left in the caller's process group and gets no
 // Pdeathsig, so it can own the terminal.
 func EnterCommand(anchorPID int, argv []string) *exec.Cmd {
-	return exec.Command(nsenterPath(), nsenterArgs(anchorPID, argv)...)
+	return EnterCommandContext(context.Background(), anchorPID, argv)
+}
+
+// EnterCommandContext is EnterCommand killed when ctx ends.
+func EnterCommandContext(ctx context.Context, anchorPID int, argv []string) *exec.Cmd {
+	return exec.CommandContext(ctx, nsenterPath(), nsenterArgs(anchorPID, argv)...)
 }
 
 func nsenterArgs(pid int, argv []string) []string {
