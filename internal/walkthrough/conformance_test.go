@@ -30,6 +30,8 @@ type conformanceCase struct {
 	Variables   Vars              `json:"variables"`
 	Text        *string           `json:"text"`
 	Expanded    *string           `json:"expanded"`
+	Redact      *string           `json:"redact"`
+	Redacted    string            `json:"redacted"`
 	ExpandError *string           `json:"expand_error"`
 	Status      int               `json:"status"`
 	Output      *string           `json:"output"`
@@ -68,6 +70,9 @@ func TestConformance(t *testing.T) {
 					require.NoError(t, err)
 					assert.Equal(t, *cc.Expanded, got)
 				}
+			}
+			if cc.Redact != nil {
+				assert.Equal(t, cc.Redacted, cc.Variables.redactor().r.Replace(*cc.Redact))
 			}
 			if cc.Output == nil {
 				return

@@ -59,6 +59,26 @@ func TestWalkthroughEndToEnd(t *testing.T) {
 	assert.Equal(t, steps, rep.Passed, "every step ran and passed, each-server steps once per server")
 	assert.FileExists(t, report)
 
+	// no secret's value in anything shown or written
+	st, err := lab.ReadState(r.Plan.Layout)
+	require.NoError(t, err)
+	vars, err := LabVars(r.Plan.Topology, r.Plan.Layout, st)
+	require.NoError(t, err)
+	reportText, err := os.ReadFile(report)
+	require.NoError(t, err)
+	secrets := 0
+	for name, value := range vars {
+		if IsSecret(name) {
+			secrets++
+			assert.NotContains(t, out.String(), value, "%s is printed", name)
+			assert.NotContains(t, string(reportText), value, "%s is in the report", name)
+		}
+	}
+	assert.Equal(t, 4, secrets, "three passwords and the provisioning token")
+	if fi, err := os.Stat(report); assert.NoError(t, err) {
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	}
+
 	// what the walkthrough claims about the servers' credentials, checked
 	// from outside the hosts: every server.seed and server.jwt is new
 	for _, s := range LabServers(r.State()) {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/reproducible-choria/deployment/internal/atomicfile"
 )
 
 // Executor runs the scenario's actions on the hosts of a deployment.
@@ -94,7 +97,8 @@ func (r *Report) Write(path string) error {
 	if err != nil {
 		return fmt.Errorf("encoding the walkthrough report: %w", err)
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	// 0600 as well: the commands and outputs describe the lab's credentials
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing the walkthrough report: %w", err)
 	}
 	return nil
@@ -122,6 +126,7 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Report, error) {
 		o.Out = io.Discard
 	}
 	vars := o.Vars.with()
+	redact := o.Vars.redactor()
 	rep := &Report{Started: o.Now()}
 	stopped := false
 	var runErr error
@@ -139,6 +144,8 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Report, error) {
 				for k, v := range sr.Captured {
 					vars[k] = v
 				}
+				// nothing shown or kept holds a secret's value
+				sr = redact.step(sr)
 				fmt.Fprintf(o.Out, "%-4s  %-42s %7.1fs\n", strings.ToUpper(sr.Status), sr.Name, sr.Seconds)
 				if sr.Status == StatusFail {
 					writeFailure(o.Out, sr)
@@ -366,4 +373,41 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// IsSecret tells whether a scenario variable holds a secret (a login
+// password, the provisioning token), whose value is never shown.
+func IsSecret(name string) bool {
+	return strings.HasPrefix(name, "password.") || name == "provisioning.token"
+}
+
+// redactor replaces the values of the secret variables.
+type redactor struct{ r *strings.Replacer }
+
+func (v Vars) redactor() redactor {
+	var pairs []string
+	for _, name := range slices.Sorted(maps.Keys(v)) {
+		if IsSecret(name) && v[name] != "" {
+			pairs = append(pairs, v[name], "${"+name+"}")
+		}
+	}
+	return redactor{strings.NewReplacer(pairs...)}
+}
+
+func (r redactor) step(sr StepReport) StepReport {
+	sr.Command = r.r.Replace(sr.Command)
+	sr.Got = r.r.Replace(sr.Got)
+	sr.Error = r.r.Replace(sr.Error)
+	sr.Expected = slices.Clone(sr.Expected)
+	for i, e := range sr.Expected {
+		sr.Expected[i] = r.r.Replace(e)
+	}
+	if sr.Captured != nil {
+		c := make(map[string]string, len(sr.Captured))
+		for k, v := range sr.Captured {
+			c[k] = r.r.Replace(v)
+		}
+		sr.Captured = c
+	}
+	return sr
 }

@@ -293,3 +293,36 @@ func TestReportWrite(t *testing.T) {
 	assert.Equal(t, StatusPass, back.Steps[0].Status)
 	assert.InDelta(t, 0.1, back.Steps[0].Seconds, 0.001)
 }
+
+// TestSecretsNeverShown: a failing step whose command and output hold a
+// password and the provisioning token prints and reports neither value,
+// and the report is readable by its owner only.
+func TestSecretsNeverShown(t *testing.T) {
+	f := newFakeLab()
+	token := "eyJhbGciOiJFZERTQSJ9.provisioning-token-value"
+	f.answer = func(_, command string, _ int) (Result, error) {
+		return Result{Output: "ran: " + command + "\n", Exit: 1}, nil
+	}
+	s := mustParse(t, `{"steps": [
+		{"name": "leaky", "host": "client", "command": "echo ${password.choria} ${provisioning.token}", "expect": {"contains": ["${password.choria}"], "regex": ["^${provisioning.token}$"]}, "capture": {"x": "(${provisioning.token}) nope"}}
+	]}`)
+	var out strings.Builder
+	o := f.options(&out)
+	o.Vars["password.choria"] = "s3cret-pw"
+	o.Vars["provisioning.token"] = token
+	rep, err := Run(context.Background(), s, o)
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Failed)
+	report := filepath.Join(t.TempDir(), "report.json")
+	require.NoError(t, rep.Write(report))
+	b, err := os.ReadFile(report)
+	require.NoError(t, err)
+	for _, shown := range []string{out.String(), string(b)} {
+		assert.NotContains(t, shown, "s3cret-pw")
+		assert.NotContains(t, shown, token)
+	}
+	assert.Contains(t, out.String(), "echo ${password.choria} ${provisioning.token}", "the command is shown with its variables")
+	st, err := os.Stat(report)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}

@@ -28,6 +28,10 @@ def run_case(case):
         except scenario.ScenarioError as e:
             if str(e) != case.get("expand_error"):
                 problems.append(f"expanding {case['text']!r}: {e}, want {case.get('expand_error')!r}")
+    if "redact" in case:
+        got = scenario.redact(case["redact"], variables)
+        if got != case["redacted"]:
+            problems.append(f"redacting {case['redact']!r} gave {got!r}, want {case['redacted']!r}")
     if "output" not in case:
         return problems
     try:

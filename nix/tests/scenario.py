@@ -111,3 +111,18 @@ def captures(patterns, output, variables):
         else:
             got[name] = m.group(1)
     return got, failed
+
+
+def is_secret(name):
+    """A login password or the provisioning token: never shown."""
+    return name.startswith("password.") or name == "provisioning.token"
+
+
+def redact(text, variables):
+    """Every secret variable's value in text replaced by ${name}, as the Go
+    runner redacts what it prints and reports."""
+    for name in sorted(variables):
+        value = variables[name]
+        if is_secret(name) and value:
+            text = text.replace(value, "${" + name + "}")
+    return text

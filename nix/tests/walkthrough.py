@@ -254,12 +254,13 @@ def run_step(name, step, variables):
             return captured
         if fatal or elapsed + interval >= deadline:
             what = step.get("command") or f"choria login as {step['login']['user']}"
-            raise Exception(
+            raise Exception(redact(
                 f"walkthrough step {name} failed on {host} after {attempts} attempt(s)"
                 f" in {elapsed:.1f}s\n  command: {expand(what, variables)}\n"
                 + "".join(f"  expected: {f}\n" for f in sorted(failed))
-                + f"  got:\n{output[-6000:]}"
-            )
+                + f"  got:\n{output[-6000:]}",
+                variables,
+            ))
         time.sleep(interval)
 
 
