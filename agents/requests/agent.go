@@ -11,8 +11,13 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/choria-io/go-external/agent"
@@ -57,6 +62,17 @@ type Config struct {
 	MaxRedirects int
 	// Transport is used for HTTP, nil uses a clone of http.DefaultTransport.
 	Transport http.RoundTripper
+
+	// The policy: what a caller may make the agent touch. The agent runs
+	// as root on every server, so each is closed when empty.
+
+	// AllowedHosts are the URL hosts requests and downloads may reach,
+	// redirects included: a host name (any port), host:port, or * for any.
+	AllowedHosts []string
+	// BodyFileDirectories are the directories body_file may read from.
+	BodyFileDirectories []string
+	// DownloadDirectories are the directories download may write into.
+	DownloadDirectories []string
 }
 
 // Keys in the agent's plugin.d config file that override Config.
@@ -65,6 +81,10 @@ const (
 	ConfigMaxBodyBytes        = "max_body_bytes"
 	ConfigMaxRequestBodyBytes = "max_request_body_bytes"
 	ConfigMaxDownloadBytes    = "max_download_bytes"
+	// comma-separated lists
+	ConfigAllowedHosts        = "allowed_hosts"
+	ConfigBodyFileDirectories = "body_file_directories"
+	ConfigDownloadDirectories = "download_directories"
 )
 
 func (c Config) withDefaults() Config {
@@ -113,7 +133,68 @@ func (c Config) override(settings map[string]string) (Config, error) {
 		*dst = n
 	}
 
+	for key, dst := range map[string]*[]string{
+		ConfigAllowedHosts:        &c.AllowedHosts,
+		ConfigBodyFileDirectories: &c.BodyFileDirectories,
+		ConfigDownloadDirectories: &c.DownloadDirectories,
+	} {
+		v, ok := settings[key]
+		if !ok {
+			continue
+		}
+		*dst = nil
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				*dst = append(*dst, item)
+			}
+		}
+	}
+	for _, d := range append(slices.Clone(c.BodyFileDirectories), c.DownloadDirectories...) {
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
+			return c, fmt.Errorf("invalid agent configuration: directory %q must be an absolute, clean path", d)
+		}
+	}
+
 	return c, nil
+}
+
+// allowHost refuses a URL whose host the policy does not list.
+func (c Config) allowHost(u *url.URL) error {
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	for _, h := range c.AllowedHosts {
+		h = strings.ToLower(h)
+		if h == "*" || h == host || (port != "" && h == net.JoinHostPort(host, port)) {
+			return nil
+		}
+	}
+	return badInput("host %s is not allowed by the agent's policy (%s in its configuration)", u.Host, ConfigAllowedHosts)
+}
+
+// allowURL refuses a URL that does not parse or whose host the policy
+// does not list.
+func (c Config) allowURL(raw string) error {
+	u, err := parseURL(raw)
+	if err != nil {
+		return err
+	}
+	return c.allowHost(u)
+}
+
+// within finds the allowed directory holding path and path relative to
+// it. path must be absolute and clean, with no .. in it.
+func within(dirs []string, path, what, key string) (dir, rel string, err error) {
+	if !filepath.IsAbs(path) {
+		return "", "", badInput("%s %q must be an absolute path", what, path)
+	}
+	if filepath.Clean(path) != path || slices.Contains(strings.Split(path, "/"), "..") {
+		return "", "", badInput("%s %q must be a clean path without ..", what, path)
+	}
+	for _, d := range dirs {
+		if r, err := filepath.Rel(d, path); err == nil && filepath.IsLocal(r) {
+			return d, r, nil
+		}
+	}
+	return "", "", badInput("%s %s is outside the directories the agent's policy allows (%s in its configuration)", what, path, key)
 }
 
 // Agent holds the actions of the requests agent.
@@ -172,4 +253,22 @@ func parseInput(req *agent.Request, rep *agent.Reply, target any) bool {
 	}
 
 	return true
+}
+
+// PolicyConfig is the agent's configuration file (plugin.d/requests beside
+// the server's configuration) holding c's policy, in the key = value form
+// the server hands the agent.
+func PolicyConfig(c Config) []byte {
+	var b strings.Builder
+	b.WriteString("# What the requests agent may touch on this node; anything not listed is refused.\n")
+	fmt.Fprintf(&b, "%s = %s\n", ConfigAllowedHosts, strings.Join(c.AllowedHosts, ","))
+	fmt.Fprintf(&b, "%s = %s\n", ConfigBodyFileDirectories, strings.Join(c.BodyFileDirectories, ","))
+	fmt.Fprintf(&b, "%s = %s\n", ConfigDownloadDirectories, strings.Join(c.DownloadDirectories, ","))
+	return []byte(b.String())
+}
+
+// PolicyFromSettings is the configuration an agent configuration file's
+// settings give, over the defaults (nothing allowed).
+func PolicyFromSettings(settings map[string]string) (Config, error) {
+	return Config{}.withDefaults().override(settings)
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/choria-io/go-external/agent"
 )
@@ -76,10 +77,12 @@ func (a *Agent) download(req *agent.Request, rep *agent.Reply, settings map[stri
 // downloadPlan is the validated form of DownloadInput.
 type downloadPlan struct {
 	target string
-	dir    string
-	mode   os.FileMode
-	md5    string
-	sha256 string
+	// root is the policy's directory holding target, rel target within it:
+	// the file is written through os.Root, so no link leads out of root.
+	root, rel string
+	mode      os.FileMode
+	md5       string
+	sha256    string
 }
 
 func parseMode(s string) (os.FileMode, error) {
@@ -90,6 +93,9 @@ func parseMode(s string) (os.FileMode, error) {
 	m, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || m > 0o7777 {
 		return 0, badInput("invalid target_mode %q: must be an octal mode like 0644", s)
+	}
+	if m&0o7000 != 0 {
+		return 0, badInput("target_mode %q has setuid, setgid or sticky bits, which the agent never sets", s)
 	}
 
 	return os.FileMode(m), nil
@@ -109,18 +115,16 @@ func parseDigest(name string, value string, size int) (string, error) {
 	return v, nil
 }
 
-func planDownload(input *DownloadInput) (*downloadPlan, error) {
+func planDownload(cfg Config, input *DownloadInput) (*downloadPlan, error) {
 	if input.Target == "" {
 		return nil, badInput("target is required")
 	}
-	if !filepath.IsAbs(input.Target) {
-		return nil, badInput("target %q must be an absolute path", input.Target)
+	root, rel, err := within(cfg.DownloadDirectories, input.Target, "target", ConfigDownloadDirectories)
+	if err != nil {
+		return nil, err
 	}
+	p := &downloadPlan{target: input.Target, root: root, rel: rel}
 
-	p := &downloadPlan{target: filepath.Clean(input.Target)}
-	p.dir = filepath.Dir(p.target)
-
-	var err error
 	p.mode, err = parseMode(input.TargetMode)
 	if err != nil {
 		return nil, err
@@ -134,14 +138,17 @@ func planDownload(input *DownloadInput) (*downloadPlan, error) {
 		return nil, err
 	}
 
-	dirInfo, err := os.Stat(p.dir)
+	dir := filepath.Dir(p.target)
+	dirInfo, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, badInput("target directory %s does not exist", p.dir)
+		return nil, badInput("target directory %s does not exist", dir)
 	case err != nil:
-		return nil, badInput("cannot use target directory %s: %v", p.dir, err)
+		return nil, badInput("cannot use target directory %s: %v", dir, err)
+	case dirInfo.Mode()&fs.ModeSymlink != 0:
+		return nil, badInput("target directory %s is a symbolic link", dir)
 	case !dirInfo.IsDir():
-		return nil, badInput("target directory %s is not a directory", p.dir)
+		return nil, badInput("target directory %s is not a directory", dir)
 	}
 
 	if ti, err := os.Lstat(p.target); err == nil && !ti.Mode().IsRegular() {
@@ -152,10 +159,18 @@ func planDownload(input *DownloadInput) (*downloadPlan, error) {
 }
 
 func (a *Agent) performDownload(cfg Config, input *DownloadInput, out *DownloadOutput) error {
-	plan, err := planDownload(input)
+	if err := cfg.allowURL(input.URL); err != nil {
+		return err
+	}
+	plan, err := planDownload(cfg, input)
 	if err != nil {
 		return err
 	}
+	root, err := os.OpenRoot(plan.root)
+	if err != nil {
+		return badInput("cannot use download directory %s: %v", plan.root, err)
+	}
+	defer root.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
@@ -187,7 +202,7 @@ func (a *Agent) performDownload(cfg Config, input *DownloadInput, out *DownloadO
 		return fmt.Errorf("download from %s is larger than the %d bytes allowed", source, cfg.MaxDownloadBytes)
 	}
 
-	res, err := writeAtomic(plan, resp.Body, cfg.MaxDownloadBytes, func(err error) error {
+	res, err := writeAtomic(root, plan, resp.Body, cfg.MaxDownloadBytes, func(err error) error {
 		return describeHTTPError(err, source, cfg.Timeout)
 	})
 	if res != nil {
@@ -211,17 +226,19 @@ type writeResult struct {
 // writeAtomic writes r to a temporary file beside the target and renames it
 // into place only once the size and checksums are known to be right, so the
 // target is either the old file or the complete new one, never a partial one.
-func writeAtomic(p *downloadPlan, r io.Reader, max int64, readErr func(error) error) (res *writeResult, err error) {
-	tmp, err := os.CreateTemp(p.dir, "."+filepath.Base(p.target)+".download-*")
+func writeAtomic(root *os.Root, p *downloadPlan, r io.Reader, max int64, readErr func(error) error) (res *writeResult, err error) {
+	dir := filepath.Dir(p.rel)
+	tmpRel := filepath.Join(dir, "."+filepath.Base(p.rel)+".download-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	tmp, err := root.OpenFile(tmpRel, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("cannot write to target directory %s: %w", p.dir, err)
+		return nil, fmt.Errorf("cannot write to target directory %s: %w", filepath.Dir(p.target), err)
 	}
 
 	committed := false
 	defer func() {
 		if !committed {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			_ = root.Remove(tmpRel)
 		}
 	}()
 
@@ -259,14 +276,14 @@ func writeAtomic(p *downloadPlan, r io.Reader, max int64, readErr func(error) er
 		return res, fmt.Errorf("closing %s: %w", tmp.Name(), err)
 	}
 
-	err = os.Rename(tmp.Name(), p.target)
+	err = root.Rename(tmpRel, p.rel)
 	if err != nil {
 		return res, fmt.Errorf("renaming into place: %w", err)
 	}
 	committed = true
 
 	// persist the rename, the file is in place already so failure is harmless
-	if d, err := os.Open(p.dir); err == nil {
+	if d, err := root.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}

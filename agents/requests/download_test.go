@@ -116,7 +116,7 @@ func TestDownload(t *testing.T) {
 			}
 			requireDDLValid(t, "download", input)
 
-			rep, out := call(t, New(Config{}), "download", input, nil)
+			rep, out := call(t, New(openPolicy(Config{})), "download", input, nil)
 			requireOK(t, rep)
 
 			require.EqualValues(t, len(payload), out["bytes"])
@@ -142,7 +142,7 @@ func TestDownloadReplacesExistingFile(t *testing.T) {
 	target := filepath.Join(dir, "file.txt")
 	require.NoError(t, os.WriteFile(target, []byte("old"), 0o600))
 
-	rep, _ := call(t, New(Config{}), "download", map[string]any{"url": srv.URL + "/file", "target": target, "target_mode": "0640"}, nil)
+	rep, _ := call(t, New(openPolicy(Config{})), "download", map[string]any{"url": srv.URL + "/file", "target": target, "target_mode": "0640"}, nil)
 	requireOK(t, rep)
 
 	dat, err := os.ReadFile(target)
@@ -159,7 +159,7 @@ func TestDownloadFailures(t *testing.T) {
 	wantMD5, _ := digests(payload)
 	badMD5, badSHA := digests("something else")
 
-	cfg := Config{Timeout: 300 * time.Millisecond, MaxDownloadBytes: 100}
+	cfg := openPolicy(Config{Timeout: 300 * time.Millisecond, MaxDownloadBytes: 100})
 
 	cases := []struct {
 		name   string
@@ -253,7 +253,7 @@ func TestDownloadUnwritableTarget(t *testing.T) {
 
 	srv := downloadServer(t)
 	target := filepath.Join(dir, "file.txt")
-	rep, out := call(t, New(Config{}), "download", map[string]any{"url": srv.URL + "/file", "target": target}, nil)
+	rep, out := call(t, New(openPolicy(Config{})), "download", map[string]any{"url": srv.URL + "/file", "target": target}, nil)
 	requireFailed(t, rep, agent.Aborted, fmt.Sprintf("cannot write to target directory %s", dir))
 	require.Contains(t, rep.StatusMessage, "permission denied")
 	require.EqualValues(t, 200, out["statuscode"])

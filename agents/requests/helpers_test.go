@@ -64,3 +64,12 @@ func requireFailed(t *testing.T, rep *agent.Reply, code agent.StatusCode, msg st
 	require.Equal(t, code, rep.StatusCode, "status message: %s", rep.StatusMessage)
 	require.Contains(t, rep.StatusMessage, msg)
 }
+
+// openPolicy opens the agent's policy wide, for tests of what it does once
+// allowed: any host, files anywhere.
+func openPolicy(c Config) Config {
+	c.AllowedHosts = []string{"*"}
+	c.BodyFileDirectories = []string{"/"}
+	c.DownloadDirectories = []string{"/"}
+	return c
+}

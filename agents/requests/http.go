@@ -205,7 +205,8 @@ func (c Config) client() *http.Client {
 			if len(via) >= max {
 				return fmt.Errorf("stopped after %d redirects", max)
 			}
-			return nil
+			// a redirect may not lead where the caller could not go
+			return c.allowHost(req.URL)
 		},
 	}
 }

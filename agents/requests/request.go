@@ -70,9 +70,19 @@ func (a *Agent) requestBody(cfg Config, input *RequestInput) (io.Reader, error) 
 		return strings.NewReader(input.Body), nil
 
 	case input.BodyFile != "":
-		// the body is read fully so an oversized or unreadable file fails
-		// before anything is sent
-		f, err := os.Open(input.BodyFile)
+		// only from the policy's directories, never through a link out of
+		// them; read fully so an oversized or unreadable file fails before
+		// anything is sent
+		dir, rel, err := within(cfg.BodyFileDirectories, input.BodyFile, "body_file", ConfigBodyFileDirectories)
+		if err != nil {
+			return nil, err
+		}
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, badInput("cannot read body_file: %v", err)
+		}
+		defer root.Close()
+		f, err := root.Open(rel)
 		if err != nil {
 			return nil, badInput("cannot read body_file: %v", err)
 		}
@@ -96,6 +106,10 @@ func (a *Agent) performRequest(cfg Config, input *RequestInput, out *RequestOutp
 		return badInput("invalid statuscode %d: must be between 100 and 599", input.StatusCode)
 	}
 
+	// the host first: nothing is read for a request that may not go out
+	if err := cfg.allowURL(input.URL); err != nil {
+		return err
+	}
 	body, err := a.requestBody(cfg, input)
 	if err != nil {
 		return err

@@ -71,7 +71,7 @@ func echoServer(t *testing.T) *httptest.Server {
 
 func TestRequestInputs(t *testing.T) {
 	srv := echoServer(t)
-	a := New(Config{})
+	a := New(openPolicy(Config{}))
 
 	bodyFile := filepath.Join(t.TempDir(), "body")
 	require.NoError(t, os.WriteFile(bodyFile, []byte("from file"), 0o600))
@@ -186,7 +186,7 @@ func TestRequestFailures(t *testing.T) {
 	closedURL := closed.URL
 	closed.Close()
 
-	cfg := Config{Timeout: 300 * time.Millisecond, MaxBodyBytes: 100, MaxRequestBodyBytes: 100}
+	cfg := openPolicy(Config{Timeout: 300 * time.Millisecond, MaxBodyBytes: 100, MaxRequestBodyBytes: 100})
 
 	cases := []struct {
 		name     string
@@ -242,11 +242,11 @@ func TestRequestFailures(t *testing.T) {
 func TestRequestBodyLimitIsInclusive(t *testing.T) {
 	srv := echoServer(t)
 
-	rep, out := call(t, New(Config{MaxBodyBytes: 100}), "request", map[string]any{"url": srv.URL + "/size/100"}, nil)
+	rep, out := call(t, New(openPolicy(Config{MaxBodyBytes: 100})), "request", map[string]any{"url": srv.URL + "/size/100"}, nil)
 	requireOK(t, rep)
 	require.Len(t, out["body"], 100)
 
-	rep, _ = call(t, New(Config{MaxBodyBytes: 100}), "request", map[string]any{"url": srv.URL + "/size/100"}, map[string]string{"max_body_bytes": "99"})
+	rep, _ = call(t, New(openPolicy(Config{MaxBodyBytes: 100})), "request", map[string]any{"url": srv.URL + "/size/100"}, map[string]string{"max_body_bytes": "99"})
 	requireFailed(t, rep, agent.Aborted, "larger than the 99 bytes allowed")
 }
 
@@ -254,7 +254,7 @@ func TestRequestRedactsPasswordInErrors(t *testing.T) {
 	srv := echoServer(t)
 	u := strings.Replace(srv.URL, "http://", "http://bob:hunter2@", 1) + "/status/500"
 
-	rep, _ := call(t, New(Config{}), "request", map[string]any{"url": u}, nil)
+	rep, _ := call(t, New(openPolicy(Config{})), "request", map[string]any{"url": u}, nil)
 	requireFailed(t, rep, agent.Aborted, "status code 500")
 	require.NotContains(t, rep.StatusMessage, "hunter2")
 }

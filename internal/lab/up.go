@@ -18,6 +18,7 @@ import (
 
 	"github.com/kballard/go-shellquote"
 
+	"github.com/reproducible-choria/deployment/agents/requests"
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
 	"github.com/reproducible-choria/deployment/internal/bootstrap"
 	"github.com/reproducible-choria/deployment/internal/netlab"
@@ -283,6 +284,9 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 	if err != nil {
 		return fmt.Errorf("reading provisioning token: %w", err)
 	}
+	// the requests agent reaches the plugins host, as the tour needs, and
+	// reads and writes no file
+	requestsPolicy := requests.PolicyConfig(requests.Config{AllowedHosts: []string{p.Topology.FQDN(p.Topology.MustHost(topology.RolePlugins).Name)}})
 	// the client packs this into the plugin the walkthrough deploys
 	checkChoria, err := machines.RenderCheckChoria(tm.ScoutCheckInterval.Duration)
 	if err != nil {
@@ -321,6 +325,7 @@ func prepareHosts(p *Plan, progs *Programs, timings string) error {
 			add(filepath.Join(etc, "machine", machines.Facts, "machine.yaml"), facts, 0o644)
 			add(filepath.Join(etc, "machine", machines.ExternalAgents, "machine.yaml"), externalAgents, 0o644)
 			add(filepath.Join(etc, "machine", machines.ExternalAgents, "machine_data.json"), machineData, 0o644)
+			add(filepath.Join(etc, "plugin.d", requests.Name), requestsPolicy, 0o644)
 			// a provisioned server logs errors until its agent directory exists
 			if err := os.MkdirAll(filepath.Join(l.HostState(name), "plugins", "mcollective", "agent"), 0o755); err != nil {
 				return err

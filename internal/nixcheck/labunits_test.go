@@ -2,13 +2,17 @@ package nixcheck
 
 import (
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/kballard/go-shellquote"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/reproducible-choria/deployment/agents/requests"
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/topology"
 )
@@ -178,4 +182,42 @@ func TestRestartsOutliveTheStartLimit(t *testing.T) {
 		}
 	}
 	assert.Positive(t, seen)
+}
+
+// TestServersGetTheRequestsPolicy: the lab profile gives a server the
+// requests agent's policy the namespace lab writes: the plugins host and
+// nothing else, read the way the agent reads its configuration.
+func TestServersGetTheRequestsPolicy(t *testing.T) {
+	res := evalModules(t)
+	var modules map[string]struct {
+		Environment struct {
+			Etc map[string]struct {
+				Source string `json:"source"`
+			} `json:"etc"`
+		} `json:"environment"`
+	}
+	require.NoError(t, json.Unmarshal(res["modules"], &modules))
+	entry, ok := modules["lab-server3"].Environment.Etc["choria/plugin.d/requests"]
+	require.True(t, ok, "the server has no /etc/choria/plugin.d/requests")
+	content, err := exec.Command("bash", "-c", "cat "+entry.Source).Output()
+	require.NoError(t, err)
+
+	// go-external's reading of an agent's configuration file
+	settings := map[string]string{}
+	item := regexp.MustCompile(`(.+?)\s*=\s*(.+)`)
+	for _, line := range strings.Split(string(content), "\n") {
+		line = strings.TrimSpace(line)
+		if m := item.FindStringSubmatch(line); m != nil && !strings.HasPrefix(line, "#") {
+			settings[m[1]] = m[2]
+		}
+	}
+	policy, err := requests.PolicyFromSettings(settings)
+	require.NoError(t, err)
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	assert.Equal(t, []string{topo.FQDN(topo.MustHost(topology.RolePlugins).Name)}, policy.AllowedHosts)
+	assert.Empty(t, policy.BodyFileDirectories)
+	assert.Empty(t, policy.DownloadDirectories)
+	_, lab := modules["lab-client"].Environment.Etc["choria/plugin.d/requests"]
+	assert.False(t, lab, "only servers run the agent")
 }

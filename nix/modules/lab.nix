@@ -30,6 +30,15 @@ let
   role = self.role;
   roleDirs = topo.roles.${role};
 
+  # The requests agent's policy, its configuration file plugin.d/requests
+  # beside server.conf (agents/requests, PolicyConfig): the plugins host, as
+  # the tour needs, and no file to read or write. The namespace lab writes
+  # the same.
+  pluginsHost = lib.findFirst (h: h.role == "plugins") (throw "the topology has no plugins host") hosts;
+  requestsPolicy = pkgs.writeText "choria-requests-policy" ''
+    allowed_hosts = ${fqdn pluginsHost.name}
+  '';
+
   # Each other host under the address of a network it shares with this one.
   hostEntries = lib.foldl' (
     acc: h:
@@ -356,6 +365,9 @@ in
       provisioning.tokenFile = "${cfg.credentialsDir}/server/provisioning.jwt";
       # choria-facts (the facts machine) and the requests agent.
       extraPackages = [ cfg.package ];
+    };
+    environment.etc."choria/plugin.d/requests" = lib.mkIf (role == "server") {
+      source = requestsPolicy;
     };
 
     networking.firewall.allowedTCPPorts =
