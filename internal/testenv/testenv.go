@@ -81,7 +81,7 @@ func RunTestAsNobody(t testing.TB, test string, env ...string) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, filepath.Base(os.Args[0]))
-	if err := copyExecutable(os.Args[0], bin); err != nil {
+	if err := CopyExecutable(os.Args[0], bin); err != nil {
 		t.Fatal(err)
 	}
 	uid, gid := Nobody(t)
@@ -96,7 +96,8 @@ func RunTestAsNobody(t testing.TB, test string, env ...string) string {
 	return string(out)
 }
 
-func copyExecutable(from, to string) error {
+// CopyExecutable copies the program from into a new file to, mode 0755.
+func CopyExecutable(from, to string) error {
 	in, err := os.Open(from)
 	if err != nil {
 		return err

@@ -210,17 +210,9 @@ func ToolDir(t testing.TB) string {
 		if p, err = filepath.EvalSymlinks(p); err != nil {
 			t.Fatal(err)
 		}
-		if err := copyFile(p, filepath.Join(dir, name)); err != nil {
+		if err := testenv.CopyExecutable(p, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dir
-}
-
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, b, 0o755)
 }
