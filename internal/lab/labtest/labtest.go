@@ -142,16 +142,7 @@ func lockLabs(t testing.TB) {
 // them: not under /tmp or /root, which every host has its own of.
 func buildOurs(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "choria-lab-test-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// services that run as their own users exec some of them (the
-	// provisioner its helper)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := hostVisibleDir(t, "choria-lab-test-bin-")
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
 	cmd.Dir = ModuleRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -194,14 +185,7 @@ var HostTools = []string{
 // lab (lab.Options.NixOSLike) runs with it as its ToolPath and BinDirs.
 func ToolDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "choria-lab-test-tools-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := hostVisibleDir(t, "choria-lab-test-tools-")
 	for _, name := range append(slices.Clone(HostTools), "setpriv") {
 		p, err := exec.LookPath(name)
 		if err != nil {
@@ -213,6 +197,23 @@ func ToolDir(t testing.TB) string {
 		if err := testenv.CopyExecutable(p, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	return dir
+}
+
+// hostVisibleDir is a new directory the lab's hosts see (not under /tmp or
+// /root, which every host has its own of) and whose programs services
+// running as their own users may execute (the provisioner its helper);
+// removed when the test ends.
+func hostVisibleDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
