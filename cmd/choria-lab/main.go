@@ -77,6 +77,11 @@ func main() {
 	cmd := app.MustParseWithUsage(os.Args[1:])
 	layout := lab.Layout{Dir: *dir}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// a closed stdout (the reader of our output went away) must not kill
+	// the supervisor before it tears the lab down: writes then fail with
+	// EPIPE instead. Notify, not Ignore: an ignored signal would be
+	// inherited by every program the lab starts.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	defer stop()
 
 	var err error
@@ -143,8 +148,10 @@ func runDown(l lab.Layout, purge bool) error {
 		if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil {
 			return fmt.Errorf("stopping the lab (pid %d): %w", st.PID, err)
 		}
+		// stopped once it let go of the lab's lock: a pid may linger as a
+		// zombie, or be another process's by now
 		deadline := time.Now().Add(30 * time.Second)
-		for syscall.Kill(st.PID, 0) == nil {
+		for _, err := lab.ReadState(l); !errors.Is(err, lab.ErrNotRunning); _, err = lab.ReadState(l) {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("the lab (pid %d) did not stop within 30s", st.PID)
 			}

@@ -198,6 +198,40 @@ func TestLabCrashLeavesNothing(t *testing.T) {
 	assertAllGone(t, pids, 5*time.Second)
 }
 
+// TestLabSurvivesAClosedStdout: when the program reading choria-lab's
+// output goes away, the lab keeps running (it died of SIGPIPE before) and
+// `down` still tears it down whole.
+func TestLabSurvivesAClosedStdout(t *testing.T) {
+	dirs := labtest.ProgramDirs(t)
+	dir := t.TempDir()
+	args := []string{"--dir", dir, "up", "--servers", "2"}
+	for _, d := range dirs {
+		args = append(args, "--bin-dir", d)
+	}
+	lab := filepath.Join(dirs[len(dirs)-1], "choria-lab")
+	cmd := exec.Command(lab, args...)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	require.NoError(t, out.Close(), "nobody reads the lab's progress")
+	layout := Layout{Dir: dir}
+	var st *State
+	require.Eventually(t, func() bool {
+		s, err := ReadState(layout)
+		if err == nil && s.Ready {
+			st = s
+			return true
+		}
+		return false
+	}, 2*time.Minute, 100*time.Millisecond, "the lab comes up although its stdout is closed")
+	pids := labPIDs(st)
+	down, err := exec.Command(lab, "--dir", dir, "down").CombinedOutput()
+	require.NoError(t, err, "%s", down)
+	assert.Contains(t, string(down), "stopped")
+	_ = cmd.Wait()
+	assertAllGone(t, pids, 5*time.Second)
+}
+
 func TestLabFailedStartLeavesNothing(t *testing.T) {
 	dirs := labtest.ProgramDirs(t)
 	// an aaasvc that never serves: the lab must give up and clean up
