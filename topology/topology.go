@@ -5,6 +5,7 @@ package topology
 import (
 	"bytes"
 	_ "embed"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -300,6 +301,12 @@ func (t *Topology) Validate() error {
 		}
 	}
 
+	// before any server is generated: a huge count would take the
+	// machine's memory and time (found by FuzzParse)
+	if err := t.Servers.fits(nets); err != nil {
+		return err
+	}
+
 	seenAddr := map[netip.Addr]string{}
 	seenName := map[string]bool{}
 	roleCount := map[string]int{}
@@ -483,6 +490,28 @@ func (t *Topology) WithServers(n int) (*Topology, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// fits refuses a server count that its network cannot address from the
+// pool's first address (the broadcast address excluded).
+func (p ServerPool) fits(nets map[string]Network) error {
+	if p.Count < 1 {
+		return fmt.Errorf("servers.count must be at least 1")
+	}
+	n, ok := nets[p.Network]
+	if !ok {
+		return fmt.Errorf("servers.network %q is not a network of the topology", p.Network)
+	}
+	if !p.FirstAddress.Is4() || !n.Subnet.Contains(p.FirstAddress) {
+		return fmt.Errorf("servers.first_address %s is not in network %q (%s)", p.FirstAddress, p.Network, n.Subnet)
+	}
+	base, first := n.Subnet.Masked().Addr().As4(), p.FirstAddress.As4()
+	offset := uint64(binary.BigEndian.Uint32(first[:]) - binary.BigEndian.Uint32(base[:]))
+	room := uint64(1)<<(32-n.Subnet.Bits()) - offset - 1
+	if uint64(p.Count) > room {
+		return fmt.Errorf("servers.count %d does not fit network %q (%s) from %s: at most %d servers", p.Count, p.Network, n.Subnet, p.FirstAddress, room)
+	}
+	return nil
 }
 
 // AllHosts returns the fixed hosts followed by the generated servers.

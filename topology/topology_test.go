@@ -55,7 +55,7 @@ func TestDefaultTopology(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, big.AllHosts(), 507)
 	_, err = topo.WithServers(5000)
-	assert.ErrorContains(t, err, "is not a host address of network")
+	assert.ErrorContains(t, err, "servers.count 5000 does not fit network \"choria.servers\"")
 	assert.Equal(t, 10, topo.Servers.Count, "WithServers must not change the original")
 }
 
@@ -135,6 +135,8 @@ func TestValidationErrors(t *testing.T) {
 		{"port 0", `"aaa_monitor": 8081`, `"aaa_monitor": 0`, `ports.aaa_monitor is 0, not a port`},
 		{"port too high", `"plugins_http": 80`, `"plugins_http": 65536`, `ports.plugins_http is 65536`},
 		{"two ports of one host", `"aaa_monitor": 8081`, `"aaa_monitor": 8080`, `ports.aaa_login and ports.aaa_monitor are both 8080 on one host`},
+		// FuzzParse: a huge count generated every server before failing
+		{"more servers than addresses", `"count": 10`, `"count": 9999999999`, `servers.count 9999999999 does not fit network "choria.servers" (198.18.0.0/22) from 198.18.1.1: at most 766 servers`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, base, tc.old, "test setup: text to replace")
