@@ -94,8 +94,22 @@ func TestBinaryProtocol(t *testing.T) {
 		require.Equal(t, true, rep["activate"])
 	})
 
-	t.Run("request", func(t *testing.T) {
+	// the policy as a node's plugin.d/requests gives it, read by go-external
+	allowLocal := "allowed_hosts = 127.0.0.1\n"
+
+	t.Run("closed by default", func(t *testing.T) {
 		rep, _ := invoke(t, bin, "io.choria.mcorpc.external.v1.rpc_request", rpcRequest("request", map[string]any{"url": srv.URL}), "")
+		require.EqualValues(t, 4, rep["statuscode"], "invalid data: %v", rep)
+		require.Contains(t, rep["statusmsg"], "is not allowed by the agent's policy")
+		target := filepath.Join(t.TempDir(), "hello.txt")
+		rep, _ = invoke(t, bin, "io.choria.mcorpc.external.v1.rpc_request", rpcRequest("download", map[string]any{"url": srv.URL, "target": target}), allowLocal)
+		require.EqualValues(t, 4, rep["statuscode"], "invalid data: %v", rep)
+		require.Contains(t, rep["statusmsg"], "outside the directories the agent's policy allows")
+		require.NoFileExists(t, target)
+	})
+
+	t.Run("request", func(t *testing.T) {
+		rep, _ := invoke(t, bin, "io.choria.mcorpc.external.v1.rpc_request", rpcRequest("request", map[string]any{"url": srv.URL}), allowLocal)
 		require.EqualValues(t, 0, rep["statuscode"], "reply: %v", rep)
 		data := rep["data"].(map[string]any)
 		require.Equal(t, "hello", data["body"])
@@ -103,8 +117,9 @@ func TestBinaryProtocol(t *testing.T) {
 	})
 
 	t.Run("download", func(t *testing.T) {
-		target := filepath.Join(t.TempDir(), "hello.txt")
-		rep, _ := invoke(t, bin, "io.choria.mcorpc.external.v1.rpc_request", rpcRequest("download", map[string]any{"url": srv.URL, "target": target}), "")
+		dir := t.TempDir()
+		target := filepath.Join(dir, "hello.txt")
+		rep, _ := invoke(t, bin, "io.choria.mcorpc.external.v1.rpc_request", rpcRequest("download", map[string]any{"url": srv.URL, "target": target}), allowLocal+"download_directories = "+dir+"\n")
 		require.EqualValues(t, 0, rep["statuscode"], "reply: %v", rep)
 		dat, err := os.ReadFile(target)
 		require.NoError(t, err)
@@ -112,7 +127,7 @@ func TestBinaryProtocol(t *testing.T) {
 	})
 
 	t.Run("config file timeout", func(t *testing.T) {
-		rep, _ := invoke(t, bin, "io.choria.mcorpc.external.v1.rpc_request", rpcRequest("request", map[string]any{"url": srv.URL + "/slow"}), "timeout = 200ms\n")
+		rep, _ := invoke(t, bin, "io.choria.mcorpc.external.v1.rpc_request", rpcRequest("request", map[string]any{"url": srv.URL + "/slow"}), "timeout = 200ms\n"+allowLocal)
 		require.EqualValues(t, 1, rep["statuscode"])
 		require.Contains(t, rep["statusmsg"], "timed out after 200ms")
 	})
