@@ -44,10 +44,7 @@ func (r *Running) WriteSummary(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, h.Host.Role, strings.Join(addrs, ", "))
 	}
 	tw.Flush()
-	var users []string
-	for _, u := range p.Topology.UserNames() {
-		users = append(users, u)
-	}
+	users := p.Topology.UserNames()
 	fmt.Fprintf(w, `
 Credentials  %s
 Passwords    %s  (logins: %s)

@@ -46,7 +46,7 @@ func ProgramDirs(t testing.TB) []string {
 	}
 	missing := notFound(pins, dirs)
 	if len(missing) > 0 {
-		built := fromCache(t, pins, missing)
+		built := fromCache(t, pins)
 		for _, name := range missing {
 			if p, ok := built.Paths[name]; ok {
 				dirs = append(dirs, filepath.Dir(p))
@@ -84,7 +84,7 @@ func notFound(pins *upstream.Pins, dirs []string) []string {
 
 // fromCache returns the cached upstream programs, first building those
 // that are missing when the pinned sources are at hand.
-func fromCache(t testing.TB, pins *upstream.Pins, want []string) *upstreambuild.Built {
+func fromCache(t testing.TB, pins *upstream.Pins) *upstreambuild.Built {
 	t.Helper()
 	built, uncached, err := upstreambuild.Cached(pins, "")
 	if err != nil {
@@ -99,8 +99,7 @@ func fromCache(t testing.TB, pins *upstream.Pins, want []string) *upstreambuild.
 	}
 	t.Logf("building the upstream programs %s from %s into the cache (minutes on a cold cache)", strings.Join(uncached, ", "), sources)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	built, err = upstreambuild.Build(context.Background(), pins, upstreambuild.Options{Sources: sources, Log: log, Only: uncached})
-	if err != nil {
+	if _, err := upstreambuild.Build(context.Background(), pins, upstreambuild.Options{Sources: sources, Log: log, Only: uncached}); err != nil {
 		t.Fatalf("building the upstream programs: %v", err)
 	}
 	all, _, err := upstreambuild.Cached(pins, "")
