@@ -34,11 +34,10 @@ func Dirs() []string {
 const (
 	fileIssuerSeed           = "issuer/issuer.seed"
 	FileIssuerPublic         = "issuer/issuer.public"
-	fileProvisioningToken    = "operator/provisioning-token"
+	FileProvisioningToken    = "operator/provisioning-token"
 	fileProvisioningPassword = "operator/provisioning-password"
 	fileSystemPassword       = "operator/system-password"
-	filePluginSignerSeed     = "client/plugin-signer.seed"
-	FilePluginSignerSeed     = filePluginSignerSeed
+	FilePluginSignerSeed     = "client/plugin-signer.seed"
 	FileClientConfig         = "client/client.conf"
 	FileProvisioningJWT      = "server/provisioning.jwt"
 	FileBrokerConfig         = "broker/broker.conf"
@@ -47,13 +46,10 @@ const (
 	FileHelperConfig         = "provisioner/helper.json"
 	FileAAAConfig            = "aaa/aaa.conf"
 	FileReplicatorConfig     = "replicator/sr.yaml"
-	FileProvisioningToken    = fileProvisioningToken
 )
 
 // UserPasswordFile is where a user's login password is kept, relative to the output.
-func UserPasswordFile(user string) string { return userPasswordFile(user) }
-
-func userPasswordFile(user string) string { return "operator/user-" + user + ".password" }
+func UserPasswordFile(user string) string { return "operator/user-" + user + ".password" }
 
 func policyFile(user string) string { return user + ".rego" }
 
@@ -189,20 +185,20 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 	as := []artefact{
 		seedArtefact(fileIssuerSeed),
 		publicArtefact(FileIssuerPublic, fileIssuerSeed),
-		secretArtefact(fileProvisioningToken, demoProvisioningToken, demo),
+		secretArtefact(FileProvisioningToken, demoProvisioningToken, demo),
 		secretArtefact(fileProvisioningPassword, demoBrokerPassword, demo),
 		secretArtefact(fileSystemPassword, demoSystemPassword, demo),
 	}
 	var userFiles []string
 	for _, u := range t.Users {
-		as = append(as, secretArtefact(userPasswordFile(u.Name), demoUserPassword, demo))
-		userFiles = append(userFiles, userPasswordFile(u.Name))
+		as = append(as, secretArtefact(UserPasswordFile(u.Name), demoUserPassword, demo))
+		userFiles = append(userFiles, UserPasswordFile(u.Name))
 	}
 
 	// client: configuration plus the plugin signer the operator packs manifests with
 	as = append(as,
-		seedArtefact(filePluginSignerSeed),
-		publicArtefact("client/plugin-signer.public", filePluginSignerSeed),
+		seedArtefact(FilePluginSignerSeed),
+		publicArtefact("client/plugin-signer.public", FilePluginSignerSeed),
 		configArtefact(FileClientConfig, (*state).renderClient, fileSystemPassword),
 	)
 
@@ -241,9 +237,9 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		seedArtefact("provisioner/signer.seed"),
 		clientTokenArtefact("provisioner/signer.jwt", "provisioner/signer.seed", provisionerIdentity,
 			tokens.ClientPermissions{ServerProvisioner: true, FleetManagement: true}, nil, nil, true),
-		configArtefact(FileProvisionerConfig, (*state).renderProvisioner, fileIssuerSeed, fileProvisioningToken, fileProvisioningPassword),
+		configArtefact(FileProvisionerConfig, (*state).renderProvisioner, fileIssuerSeed, FileProvisioningToken, fileProvisioningPassword),
 		configArtefact(FileProvisionerChoria, (*state).renderProvisionerChoria),
-		configArtefact(FileHelperConfig, (*state).renderHelper, fileIssuerSeed, filePluginSignerSeed),
+		configArtefact(FileHelperConfig, (*state).renderHelper, fileIssuerSeed, FilePluginSignerSeed),
 	)
 
 	// stream replicator
@@ -257,14 +253,14 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 	)
 
 	// servers start with nothing but this
-	as = append(as, artefact{path: FileProvisioningJWT, kind: kindToken, deps: []string{fileIssuerSeed, fileProvisioningToken},
+	as = append(as, artefact{path: FileProvisioningJWT, kind: kindToken, deps: []string{fileIssuerSeed, FileProvisioningToken},
 		make:  (*state).provisioningToken,
 		check: func(s *state, b []byte) error { return checkProvisioningToken(b, s.seed(fileIssuerSeed)) }})
 	return as
 }
 
 func (s *state) provisioningToken() ([]byte, error) {
-	claims, err := tokens.NewProvisioningClaims(false, true, s.text(fileProvisioningToken), "", "", []string{s.topo.BrokerURL()}, "", "", "", s.topo.Organisation, "", s.topo.Validity.ProvisioningToken.Duration)
+	claims, err := tokens.NewProvisioningClaims(false, true, s.text(FileProvisioningToken), "", "", []string{s.topo.BrokerURL()}, "", "", "", s.topo.Organisation, "", s.topo.Validity.ProvisioningToken.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("provisioning claims: %w", err)
 	}

@@ -149,7 +149,7 @@ func TestTokensVerifyAgainstTheIssuer(t *testing.T) {
 	t.Run("provisioning token", func(t *testing.T) {
 		c, err := tokens.ParseProvisioningToken(string(read(t, out, FileProvisioningJWT)), issuer)
 		require.NoError(t, err)
-		assert.Equal(t, string(read(t, out, fileProvisioningToken)), c.Token)
+		assert.Equal(t, string(read(t, out, FileProvisioningToken)), c.Token)
 		assert.Equal(t, "nats://broker.choria.local:4222", c.URLs)
 		assert.True(t, c.ProvDefault)
 		assert.True(t, c.ProtoV2)
@@ -268,7 +268,7 @@ func TestServerSettingsParseUpstream(t *testing.T) {
 	assert.Equal(t, []string{"inventory_content"}, cfg.Registration)
 	assert.Equal(t, int(topo.Timings[topology.TimingsLab].RegistrationInterval.Seconds()), cfg.RegisterInterval)
 	assert.True(t, cfg.Choria.ExecutorEnabled)
-	pluginSigner := seedPublic(t, out, filePluginSignerSeed)
+	pluginSigner := seedPublic(t, out, FilePluginSignerSeed)
 	assert.Equal(t, pluginSigner, cfg.Choria.MachinesSignerPublicKey)
 	assert.Equal(t, pluginSigner, cfg.Choria.AutonomousAgentPublicKey)
 	assert.True(t, cfg.Choria.AutonomousAgentsDownload)
@@ -379,7 +379,7 @@ func TestFileModesAndDirectories(t *testing.T) {
 func TestRolesHoldOnlyTheirOwnSecrets(t *testing.T) {
 	out, _ := bootstrap(t, Options{})
 	issuerSeed := string(read(t, out, fileIssuerSeed))
-	userPw := string(read(t, out, userPasswordFile("admin")))
+	userPw := string(read(t, out, UserPasswordFile("admin")))
 	for _, dir := range Dirs() {
 		if dir == DirIssuer || dir == DirOperator {
 			continue
@@ -570,12 +570,12 @@ func TestBadInput(t *testing.T) {
 
 func TestDemoSecretsAndRandomSecrets(t *testing.T) {
 	out, _ := bootstrap(t, Options{DemoSecrets: true})
-	assert.Equal(t, "s3cret", string(read(t, out, fileProvisioningToken)))
-	assert.Equal(t, "secret", string(read(t, out, userPasswordFile("choria"))))
+	assert.Equal(t, "s3cret", string(read(t, out, FileProvisioningToken)))
+	assert.Equal(t, "secret", string(read(t, out, UserPasswordFile("choria"))))
 
 	a, _ := bootstrap(t, Options{})
 	b, _ := bootstrap(t, Options{})
-	for _, f := range []string{fileProvisioningToken, fileSystemPassword, userPasswordFile("admin")} {
+	for _, f := range []string{FileProvisioningToken, fileSystemPassword, UserPasswordFile("admin")} {
 		x, y := string(read(t, a, f)), string(read(t, b, f))
 		assert.Len(t, x, 24)
 		assert.NotEqual(t, x, y, "%s must be random", f)

@@ -163,8 +163,8 @@ func (s *state) serverSettings() (*conf, error) {
 	c.set("plugin.choria.executor.spool", "/var/spool/choria/executor")
 	// The external agents machine verifies its manifest with the first key,
 	// the CHORIA_PLUGINS bucket manager with the second.
-	c.set("plugin.choria.machine.signing_key", s.publicOf(filePluginSignerSeed))
-	c.set("plugin.machines.signing_key", s.publicOf(filePluginSignerSeed))
+	c.set("plugin.choria.machine.signing_key", s.publicOf(FilePluginSignerSeed))
+	c.set("plugin.machines.signing_key", s.publicOf(FilePluginSignerSeed))
 	c.set("plugin.machines.download", "true")
 	c.set("plugin.machines.bucket", t.Streams.PluginsBucket)
 	c.set("plugin.machines.key", t.Streams.PluginsKey)
@@ -212,7 +212,7 @@ func (s *state) renderProvisioner() ([]byte, error) {
 		Logfile:         choriaLogToStdout,
 		Loglevel:        "warn",
 		Helper:          s.opts.HelperCommand + " --config " + path.Join(dir, "helper.json"),
-		Token:           s.text(fileProvisioningToken),
+		Token:           s.text(FileProvisioningToken),
 		Site:            t.Domain,
 		MonitorPort:     t.Ports.ProvisionerMonitor,
 		BrokerPassword:  s.text(fileProvisioningPassword),
@@ -272,7 +272,7 @@ func (s *state) renderAAA() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		hash, err := bcrypt.GenerateFromPassword([]byte(s.text(userPasswordFile(u.Name))), bcrypt.DefaultCost)
+		hash, err := bcrypt.GenerateFromPassword([]byte(s.text(UserPasswordFile(u.Name))), bcrypt.DefaultCost)
 		if err != nil {
 			return nil, fmt.Errorf("hashing password of %s: %w", u.Name, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -379,7 +380,7 @@ func evalScenario(t *testing.T, scenario string) (json.RawMessage, error) {
 	cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json",
 		"internal/nixcheck/testdata/eval-modules.nix", "--arg", "nixpkgsLib", libDir, "--arg", "root", "./.",
 		"--arg", "scenario", scenario, "-A", "scenario")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testenv.ModuleRoot(t)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/reproducible-choria/deployment/internal/lab/labtest"
+	"github.com/reproducible-choria/deployment/internal/testenv"
 )
 
 // toolPackages names the nixpkgs package of each tool the lab's hosts
@@ -21,7 +22,7 @@ var toolPackages = map[string]string{
 // every tool the hosts need on the lab's PATH, which is all they get on
 // NixOS.
 func TestLabWrapperCarriesTheHostTools(t *testing.T) {
-	wrapper := readFile(t, repoRoot(t), "pkgs/choria-lab.nix")
+	wrapper := readFile(t, testenv.ModuleRoot(t), "pkgs/choria-lab.nix")
 	binPath := regexp.MustCompile(`(?s)lib\.makeBinPath \[(.*?)\]`).FindStringSubmatch(wrapper)
 	if binPath == nil {
 		t.Fatal("pkgs/choria-lab.nix has no lib.makeBinPath list")

@@ -23,7 +23,7 @@ var (
 // TestPackageHashesWellFormed checks every hash in pkgs/ is an SRI sha256
 // (a typo there only shows when someone builds on a machine with Nix).
 func TestPackageHashesWellFormed(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	files, err := filepath.Glob(filepath.Join(root, "pkgs", "*.nix"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func evalModules(t *testing.T) map[string]json.RawMessage {
 		testenv.Missing(t, "NIXPKGS_LIB is not set (a nixpkgs lib/ directory: ../shared/nixpkgs-lib/lib, or nix-community/nixpkgs.lib); no module evaluation")
 	}
 	nixInstantiate := requireTool(t, "nix-instantiate")
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json",
 		"internal/nixcheck/testdata/eval-modules.nix", "--arg", "nixpkgsLib", libDir, "--arg", "root", "./.")
 	cmd.Dir = root

@@ -19,25 +19,6 @@ import (
 // packageFile is the derivation of our own Go programs.
 const packageFile = "pkgs/choria-reference.nix"
 
-// repoRoot walks up from the test's directory to the directory with go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod in the test's directory or above it")
-		}
-		dir = parent
-	}
-}
-
 // requireTool returns the path of a program, or skips the test in one line.
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
@@ -102,7 +83,7 @@ func nixFiles(t *testing.T, root string) []string {
 
 func TestNixFilesParse(t *testing.T) {
 	nixInstantiate := requireTool(t, "nix-instantiate")
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	files := nixFiles(t, root)
 	if !slices.Contains(files, "flake.nix") || !slices.Contains(files, packageFile) {
 		t.Fatalf("expected flake.nix and %s among the .nix files, found %q", packageFile, files)
@@ -181,7 +162,7 @@ func vendorHash(t *testing.T, nix, root string) string {
 
 func TestVendorHash(t *testing.T) {
 	nix := requireTool(t, "nix")
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	want := declaredVendorHash(t, root)
 	got := vendorHash(t, nix, root)
 	if got == want {
@@ -207,7 +188,7 @@ var (
 
 // TestCommandsListed keeps the package's program list equal to cmd/.
 func TestCommandsListed(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	src := readFile(t, root, packageFile)
 	m := commandsRE.FindStringSubmatch(src)
 	if m == nil {
@@ -259,7 +240,7 @@ var (
 // names (Nix would otherwise re-lock on first use), and that every relative
 // path flake.nix refers to exists.
 func TestFlakeLock(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	flake := readFile(t, root, "flake.nix")
 	m := nixpkgsURLRE.FindStringSubmatch(flake)
 	if m == nil {
@@ -305,7 +286,7 @@ func TestFlakeLock(t *testing.T) {
 // file flake.nix imports (lib.importJSON is builtins.fromJSON of the file).
 func TestFlakeJSONImports(t *testing.T) {
 	nixInstantiate := requireTool(t, "nix-instantiate")
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	for _, p := range flakePathRE.FindAllStringSubmatch(readFile(t, root, "flake.nix"), -1) {
 		if !strings.HasSuffix(p[1], ".json") {
 			continue
@@ -330,7 +311,7 @@ func TestNixFormatted(t *testing.T) {
 	if err != nil {
 		t.Skip("skipping: nixfmt is not on PATH (nix fmt, or nix develop, has it)")
 	}
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	files := nixFiles(t, root)
 	cmd := exec.Command(nixfmt, append([]string{"--check"}, files...)...)
 	cmd.Dir = root

@@ -24,7 +24,7 @@ func TestPinsReachNix(t *testing.T) {
 		testenv.Missing(t, "NIXPKGS_LIB is not set (../shared/nixpkgs-lib/lib); cannot evaluate pkgs/pins.nix")
 	}
 	nixInstantiate := requireTool(t, "nix-instantiate")
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json", "--expr",
 		"import ./pkgs/pins.nix { lib = import "+libDir+"; }")
 	cmd.Dir = root
@@ -54,7 +54,7 @@ func TestPinsReachNix(t *testing.T) {
 // vendorHash.
 func TestNoPinOutsidePinsFile(t *testing.T) {
 	literal := regexp.MustCompile(`(?m)^\s*(hash|vendorHash|rev|version|sum)\s*=\s*"`)
-	files, err := filepath.Glob(filepath.Join(repoRoot(t), "pkgs", "*.nix"))
+	files, err := filepath.Glob(filepath.Join(testenv.ModuleRoot(t), "pkgs", "*.nix"))
 	require.NoError(t, err)
 	allowed := map[string]map[string]bool{
 		"choria-reference.nix": {"vendorHash": true, "version": true},

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/reproducible-choria/deployment/machines"
 	"github.com/reproducible-choria/deployment/topology"
 )
@@ -33,7 +34,7 @@ func TestPluginScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	bash := requireTool(t, "bash")
-	root := repoRoot(t)
+	root := testenv.ModuleRoot(t)
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "bin")
 	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/choria-plugin-pack", "./cmd/requests", "./cmd/choria-bootstrap", "./cmd/choria-facts")

@@ -113,3 +113,23 @@ func CopyExecutable(from, to string) error {
 	}
 	return out.Close()
 }
+
+// ModuleRoot is the directory of this repository's go.mod, found from the
+// test's working directory up.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod in the test's directory or above it")
+		}
+		dir = parent
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/reproducible-choria/deployment/internal/lab/labtest"
 	"github.com/reproducible-choria/deployment/internal/testenv"
 )
 
@@ -45,7 +44,7 @@ type conformanceCase struct {
 
 func loadConformance(t *testing.T) (*conformance, string) {
 	t.Helper()
-	path := filepath.Join(labtest.ModuleRoot(t), "walkthrough", "conformance.json")
+	path := filepath.Join(testenv.ModuleRoot(t), "walkthrough", "conformance.json")
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var c conformance
@@ -111,7 +110,7 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("the VM test's interpreter agrees", func(t *testing.T) {
 		python := testenv.RequireTool(t, "python3")
-		root := labtest.ModuleRoot(t)
+		root := testenv.ModuleRoot(t)
 		out, err := exec.Command(python, filepath.Join(root, "nix", "tests", "conformance.py"), path).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		assert.Contains(t, string(out), "conformance: "+strconv.Itoa(len(c.Cases)+1)+" passed, 0 failed")

@@ -92,7 +92,7 @@ func fromCache(t testing.TB, pins *upstream.Pins) *upstreambuild.Built {
 	}
 	sources := os.Getenv(SourcesEnv)
 	if sources == "" {
-		sources = filepath.Join(filepath.Dir(ModuleRoot(t)), "shared", "upstream")
+		sources = filepath.Join(filepath.Dir(testenv.ModuleRoot(t)), "shared", "upstream")
 	}
 	if len(uncached) == 0 || !isDir(sources) {
 		return built
@@ -143,30 +143,11 @@ func buildOurs(t testing.TB) string {
 	t.Helper()
 	dir := hostVisibleDir(t, "choria-lab-test-bin-")
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
-	cmd.Dir = ModuleRoot(t)
+	cmd.Dir = testenv.ModuleRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building this repository's programs: %v\n%s", err, out)
 	}
 	return dir
-}
-
-// ModuleRoot is the directory of this repository's go.mod.
-func ModuleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
 }
 
 // HostTools are the programs the hosts' shells and the walkthrough's
