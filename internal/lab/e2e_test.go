@@ -175,23 +175,9 @@ func TestLabEndToEnd(t *testing.T) {
 
 func TestLabCrashLeavesNothing(t *testing.T) {
 	dirs := labtest.ProgramDirs(t)
-	dir := t.TempDir()
-	args := []string{"--dir", dir, "up", "--servers", "2"}
-	for _, d := range dirs {
-		args = append(args, "--bin-dir", d)
-	}
-	cmd := exec.Command(filepath.Join(dirs[len(dirs)-1], "choria-lab"), args...)
+	cmd, _ := labCommand(t, dirs)
 	require.NoError(t, cmd.Start())
-	layout := Layout{Dir: dir}
-	var st *State
-	require.Eventually(t, func() bool {
-		s, err := ReadState(layout)
-		if err == nil && s.Ready {
-			st = s
-			return true
-		}
-		return false
-	}, 2*time.Minute, 100*time.Millisecond)
+	st := waitReady(t, cmd)
 	pids := labPIDs(st)
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
@@ -203,29 +189,14 @@ func TestLabCrashLeavesNothing(t *testing.T) {
 // `down` still tears it down whole.
 func TestLabSurvivesAClosedStdout(t *testing.T) {
 	dirs := labtest.ProgramDirs(t)
-	dir := t.TempDir()
-	args := []string{"--dir", dir, "up", "--servers", "2"}
-	for _, d := range dirs {
-		args = append(args, "--bin-dir", d)
-	}
-	lab := filepath.Join(dirs[len(dirs)-1], "choria-lab")
-	cmd := exec.Command(lab, args...)
+	cmd, lab := labCommand(t, dirs)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	require.NoError(t, out.Close(), "nobody reads the lab's progress")
-	layout := Layout{Dir: dir}
-	var st *State
-	require.Eventually(t, func() bool {
-		s, err := ReadState(layout)
-		if err == nil && s.Ready {
-			st = s
-			return true
-		}
-		return false
-	}, 2*time.Minute, 100*time.Millisecond, "the lab comes up although its stdout is closed")
+	st := waitReady(t, cmd) // although its stdout is closed
 	pids := labPIDs(st)
-	down, err := exec.Command(lab, "--dir", dir, "down").CombinedOutput()
+	down, err := exec.Command(lab, "--dir", cmd.Args[2], "down").CombinedOutput()
 	require.NoError(t, err, "%s", down)
 	assert.Contains(t, string(down), "stopped")
 	_ = cmd.Wait()
@@ -285,4 +256,32 @@ func anchorsRunning(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// labCommand is `choria-lab --dir DIR up --servers 2` with the test's
+// programs, as a person runs it, and the choria-lab it runs.
+func labCommand(t *testing.T, dirs []string) (*exec.Cmd, string) {
+	t.Helper()
+	args := []string{"--dir", t.TempDir(), "up", "--servers", "2"}
+	for _, d := range dirs {
+		args = append(args, "--bin-dir", d)
+	}
+	lab := filepath.Join(dirs[len(dirs)-1], "choria-lab")
+	return exec.Command(lab, args...), lab
+}
+
+// waitReady waits until the lab cmd started says it is up.
+func waitReady(t *testing.T, cmd *exec.Cmd) *State {
+	t.Helper()
+	layout := Layout{Dir: cmd.Args[2]}
+	var st *State
+	require.Eventually(t, func() bool {
+		s, err := ReadState(layout)
+		if err == nil && s.Ready {
+			st = s
+			return true
+		}
+		return false
+	}, 2*time.Minute, 100*time.Millisecond, "the lab in %s comes up", layout.Dir)
+	return st
 }
