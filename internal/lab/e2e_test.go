@@ -175,9 +175,24 @@ func TestLabEndToEnd(t *testing.T) {
 
 func TestLabCrashLeavesNothing(t *testing.T) {
 	dirs := labtest.ProgramDirs(t)
-	cmd, _ := labCommand(t, dirs)
+	const servers = 10
+	cmd, _ := labCommand(t, dirs, servers)
 	require.NoError(t, cmd.Start())
 	st := waitReady(t, cmd)
+	// every server has restarted itself by exec after provisioning: from
+	// whichever thread ran the restart, which often leaves it without the
+	// parent-death signal; only the host's PID namespace ends it then
+	layout := Layout{Dir: cmd.Args[2]}
+	require.Eventually(t, func() bool {
+		for i := 1; i <= servers; i++ {
+			b, _ := os.ReadFile(layout.ProcessLog(fmt.Sprintf("server%d", i), "server"))
+			if !strings.Contains(string(b), "Initiating Choria Server restart") {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, 100*time.Millisecond, "every server restarted after provisioning")
+	time.Sleep(time.Second) // the exec itself
 	pids := labPIDs(st)
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
@@ -189,7 +204,7 @@ func TestLabCrashLeavesNothing(t *testing.T) {
 // `down` still tears it down whole.
 func TestLabSurvivesAClosedStdout(t *testing.T) {
 	dirs := labtest.ProgramDirs(t)
-	cmd, lab := labCommand(t, dirs)
+	cmd, lab := labCommand(t, dirs, 2)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -258,11 +273,11 @@ func anchorsRunning(t *testing.T) int {
 	return n
 }
 
-// labCommand is `choria-lab --dir DIR up --servers 2` with the test's
+// labCommand is `choria-lab --dir DIR up --servers N` with the test's
 // programs, as a person runs it, and the choria-lab it runs.
-func labCommand(t *testing.T, dirs []string) (*exec.Cmd, string) {
+func labCommand(t *testing.T, dirs []string, servers int) (*exec.Cmd, string) {
 	t.Helper()
-	args := []string{"--dir", t.TempDir(), "up", "--servers", "2"}
+	args := []string{"--dir", t.TempDir(), "up", "--servers", strconv.Itoa(servers)}
 	for _, d := range dirs {
 		args = append(args, "--bin-dir", d)
 	}

@@ -49,7 +49,8 @@ type Supervised struct {
 	Process Process
 
 	mu       sync.Mutex
-	pid      int
+	pid      int // the program's
+	pgid     int // nsenter's, which leads the program's process group
 	restarts int
 	lastExit string
 	cmd      *exec.Cmd
@@ -118,11 +119,21 @@ func (s *Supervisor) launch(host *netlab.Host, sp *Supervised) error {
 	}
 	sp.mu.Lock()
 	sp.cmd = cmd
+	sp.pgid = cmd.Process.Pid
 	sp.pid = cmd.Process.Pid
 	sp.mu.Unlock()
+	// nsenter enters the host's PID namespace by forking: the program is
+	// its child, and that is the pid to report and to watch
+	if child := programOf(cmd.Process.Pid); child != 0 {
+		sp.mu.Lock()
+		if sp.cmd == cmd {
+			sp.pid = child
+		}
+		sp.mu.Unlock()
+	}
 	if s.isStopping() {
 		// Stop ran while this one started and could not signal it
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	}
 	s.notify()
 	return nil
@@ -245,7 +256,7 @@ func (sp *Supervised) signal(sig syscall.Signal) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.cmd != nil && sp.cmd.Process != nil && sp.pid != 0 {
-		_ = syscall.Kill(-sp.pid, sig)
+		_ = syscall.Kill(-sp.pgid, sig)
 	}
 }
 
@@ -303,4 +314,22 @@ func (p Process) commandLine(setpriv string) []string {
 		args = append(args, "--inh-caps="+list, "--ambient-caps="+list)
 	}
 	return append(append(args, "--"), p.Argv...)
+}
+
+// programOf is the one child nsenter (pid) forks into the host's PID
+// namespace, once it is there (within a second); 0 when it does not show.
+func programOf(pid int) int {
+	path := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
+	for range 100 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0 // nsenter is gone: the program ended already
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			child, _ := strconv.Atoi(f[0])
+			return child
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
 }

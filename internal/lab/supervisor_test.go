@@ -117,10 +117,16 @@ func TestStopReachesWhatAProcessStarted(t *testing.T) {
 	// the shell traps TERM only to record it; its child sleeps on
 	_, err := s.Start(h, Process{Name: "parent", Argv: []string{"/bin/sh", "-c", `sleep 600 & echo child $!; trap 'echo term; exit 0' TERM; wait`}})
 	require.NoError(t, err)
+	// the child's pid as this machine sees it (the host has its own PID
+	// namespace, where $! is another number)
 	var child int
 	require.Eventually(t, func() bool {
-		b, _ := os.ReadFile(layout.ProcessLog("box", "parent"))
-		_, err := fmt.Sscanf(string(b), "child %d", &child)
+		snap := s.Snapshots()
+		if len(snap) != 1 || snap[0].PID == 0 {
+			return false
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", snap[0].PID, snap[0].PID))
+		_, err := fmt.Sscanf(string(b), "%d", &child)
 		return err == nil
 	}, 5*time.Second, 20*time.Millisecond)
 	require.NoError(t, syscall.Kill(child, 0), "the child runs")

@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,8 +54,13 @@ func RunAnchorIfRequested() {
 	}
 	fmt.Fprintln(status, "ok")
 	status.Close()
+	if os.Args[2] == modeHost {
+		// the first process of the host's PID namespace adopts its orphans
+		go reapOrphans()
+	}
 	// Hold the namespaces until the parent closes our stdin (Close) or dies
-	// (Pdeathsig SIGKILL); SIGTERM ends us through the default handler.
+	// (Pdeathsig SIGKILL); a switch anchor also ends on SIGTERM, a host
+	// anchor (the first process of its PID namespace) only on SIGKILL.
 	// The parent never writes after the config, so a read that returns
 	// anything but an error is ignored.
 	buf := make([]byte, 64)
@@ -315,4 +322,19 @@ func loUp() error {
 // disableIPv6Default is best effort: a kernel without IPv6 has no such file.
 func disableIPv6Default() {
 	_ = os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("1"), 0o644)
+}
+
+// reapOrphans waits for the children the anchor adopts as the first
+// process of its PID namespace, so no zombie stays behind.
+func reapOrphans() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	for range sigs {
+		for {
+			pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
 }

@@ -139,7 +139,12 @@ func Up(ctx context.Context, spec Spec, progress func(host string)) (*Lab, error
 		go func() {
 			defer wg.Done()
 			cfg := anchorConfig{FQDN: h.spec.FQDN, Root: h.spec.Root, HostsFile: h.spec.HostsFile, Binds: h.spec.Binds}
-			a, err := startAnchor(ctx, h.spec.Name, modeHost, unix.CLONE_NEWNET|unix.CLONE_NEWUTS|unix.CLONE_NEWNS, &cfg)
+			// CLONE_NEWPID: the anchor is the first process of the host's
+			// PID namespace, so when it dies (with the caller, by
+			// Pdeathsig) the kernel kills every process of the host, even
+			// one that lost its own parent-death signal (go-choria's
+			// restart execs from any thread, and a thread's is unset)
+			a, err := startAnchor(ctx, h.spec.Name, modeHost, unix.CLONE_NEWNET|unix.CLONE_NEWUTS|unix.CLONE_NEWNS|unix.CLONE_NEWPID, &cfg)
 			h.anchor = a
 			if err != nil {
 				fail(fmt.Errorf("netlab: host %q: %w", h.spec.Name, err))
@@ -484,7 +489,9 @@ func nsenterArgs(pid int, argv []string) []string {
 	// Not --wd=/: nsenter opens that path before entering the mount
 	// namespace, leaving the process in a directory outside its root, where
 	// getcwd(2) answers "(unreachable)/" and Go's os.Getwd fails.
-	return append([]string{"--target", strconv.Itoa(pid), "--net", "--uts", "--mount", "--wd", "--"}, argv...)
+	// --pid: into the host's PID namespace; nsenter then forks, waits for
+	// the program and exits as it does.
+	return append([]string{"--target", strconv.Itoa(pid), "--net", "--uts", "--mount", "--pid", "--wd", "--"}, argv...)
 }
 
 func nsenterPath() string {
