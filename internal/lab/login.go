@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/creack/pty"
@@ -84,7 +85,9 @@ func Login(ctx context.Context, st *State, host, user, password string) (string,
 		return nil
 	}
 	fail := func(err error) (string, error) {
-		_ = cmd.Process.Kill()
+		// the group: nsenter and the choria login it forked into the host
+		// (pty.Start made nsenter a session and group leader)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		<-done
 		return printed(), err

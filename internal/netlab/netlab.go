@@ -476,12 +476,19 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 // shell and exec). It is left in the caller's process group and gets no
 // Pdeathsig, so it can own the terminal.
 func EnterCommand(anchorPID int, argv []string) *exec.Cmd {
-	return EnterCommandContext(context.Background(), anchorPID, argv)
+	return exec.Command(nsenterPath(), nsenterArgs(anchorPID, argv)...)
 }
 
-// EnterCommandContext is EnterCommand killed when ctx ends.
+// EnterCommandContext is EnterCommand for a command without a terminal,
+// killed when ctx ends: with what it started, since nsenter forks the
+// program into the host's PID namespace (the group goes, and its output
+// is given up on after a second).
 func EnterCommandContext(ctx context.Context, anchorPID int, argv []string) *exec.Cmd {
-	return exec.CommandContext(ctx, nsenterPath(), nsenterArgs(anchorPID, argv)...)
+	cmd := exec.CommandContext(ctx, nsenterPath(), nsenterArgs(anchorPID, argv)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	return cmd
 }
 
 func nsenterArgs(pid int, argv []string) []string {

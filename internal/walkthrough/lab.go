@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/reproducible-choria/deployment/internal/bootstrap"
@@ -32,9 +31,8 @@ func (e LabExecutor) Run(ctx context.Context, host, command string) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	cmd := netlab.EnterCommand(h.AnchorPID, []string{"/bin/sh", "-c", command})
+	cmd := netlab.EnterCommandContext(ctx, h.AnchorPID, []string{"/bin/sh", "-c", command})
 	cmd.Env = append(append([]string(nil), e.State.Env...), "TERM=dumb")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// background children of the command may keep the output open
@@ -42,16 +40,7 @@ func (e LabExecutor) Run(ctx context.Context, host, command string) (Result, err
 	if err := cmd.Start(); err != nil {
 		return Result{}, fmt.Errorf("running a command on %s: %w", host, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		case <-done:
-		}
-	}()
 	werr := cmd.Wait()
-	close(done)
 	res := Result{Output: out.String()}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("command on %s cut short: %w", host, ctx.Err())
