@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -48,9 +49,10 @@ type Supervised struct {
 	Host    string
 	Process Process
 
-	mu       sync.Mutex
-	pid      int // the program's
-	pgid     int // nsenter's, which leads the program's process group
+	mu sync.Mutex
+	// pid is the program's once it shows, nsenter's until then; nsenter
+	// (cmd) leads the program's process group
+	pid      int
 	restarts int
 	lastExit string
 	cmd      *exec.Cmd
@@ -119,18 +121,8 @@ func (s *Supervisor) launch(host *netlab.Host, sp *Supervised) error {
 	}
 	sp.mu.Lock()
 	sp.cmd = cmd
-	sp.pgid = cmd.Process.Pid
 	sp.pid = cmd.Process.Pid
 	sp.mu.Unlock()
-	// nsenter enters the host's PID namespace by forking: the program is
-	// its child, and that is the pid to report and to watch
-	if child := programOf(cmd.Process.Pid); child != 0 {
-		sp.mu.Lock()
-		if sp.cmd == cmd {
-			sp.pid = child
-		}
-		sp.mu.Unlock()
-	}
 	if s.isStopping() {
 		// Stop ran while this one started and could not signal it
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
@@ -160,6 +152,15 @@ func (s *Supervisor) watch(host *netlab.Host, sp *Supervised) {
 		cmd := sp.cmd
 		sp.mu.Unlock()
 		started := time.Now()
+		// nsenter enters the host's PID namespace by forking: the program
+		// is its child, the pid to report. Found here, in the process's own
+		// goroutine, so that starting a fleet does not wait on it.
+		if child := programOf(cmd.Process.Pid); child != 0 {
+			sp.mu.Lock()
+			sp.pid = child
+			sp.mu.Unlock()
+			s.notify()
+		}
 		err := cmd.Wait()
 		if s.isStopping() {
 			return
@@ -256,7 +257,7 @@ func (sp *Supervised) signal(sig syscall.Signal) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.cmd != nil && sp.cmd.Process != nil && sp.pid != 0 {
-		_ = syscall.Kill(-sp.pgid, sig)
+		_ = syscall.Kill(-sp.cmd.Process.Pid, sig)
 	}
 }
 
@@ -322,7 +323,7 @@ func programOf(pid int) int {
 	path := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
 	for range 100 {
 		b, err := os.ReadFile(path)
-		if err != nil {
+		if err != nil || exited(pid) {
 			return 0 // nsenter is gone: the program ended already
 		}
 		if f := strings.Fields(string(b)); len(f) > 0 {
@@ -332,4 +333,14 @@ func programOf(pid int) int {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return 0
+}
+
+// exited tells whether pid has ended (a zombie not yet waited for).
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
 }
