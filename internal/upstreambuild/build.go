@@ -160,6 +160,7 @@ func Build(ctx context.Context, pins *upstream.Pins, o Options) (*Built, error) 
 	defer unlock()
 
 	b := &Built{Paths: map[string]string{}}
+	proxy := "" // the default GOPROXY, asked of go once, when a build needs it
 	for i, name := range want {
 		dir, err := entryDir(o.Cache, pins, name)
 		if err != nil {
@@ -173,7 +174,10 @@ func Build(ctx context.Context, pins *upstream.Pins, o Options) (*Built, error) 
 		}
 		o.Log.Info("building", "program", name, "step", fmt.Sprintf("%d/%d", i+1, len(want)))
 		start := time.Now()
-		if err := buildInto(ctx, pins, name, dir, o); err != nil {
+		if proxy == "" {
+			proxy = defaultProxy(o.Go)
+		}
+		if err := buildInto(ctx, pins, name, dir, proxy, o); err != nil {
 			return nil, fmt.Errorf("building %s: %w", name, err)
 		}
 		o.Log.Info("built", "program", name, "seconds", time.Since(start).Round(time.Second).Seconds(), "path", bin)
@@ -184,7 +188,7 @@ func Build(ctx context.Context, pins *upstream.Pins, o Options) (*Built, error) 
 
 // buildInto builds one program into a temporary directory beside dir and
 // renames it into place, so the cache holds whole builds only.
-func buildInto(ctx context.Context, pins *upstream.Pins, name, dir string, o Options) error {
+func buildInto(ctx context.Context, pins *upstream.Pins, name, dir, proxy string, o Options) error {
 	work, err := os.MkdirTemp(filepath.Dir(dir), ".build-"+name+"-")
 	if err != nil {
 		return err
@@ -194,7 +198,7 @@ func buildInto(ctx context.Context, pins *upstream.Pins, name, dir string, o Opt
 	if err := os.MkdirAll(filepath.Join(out, "bin"), 0o755); err != nil {
 		return err
 	}
-	b := &builder{pins: pins, o: o, work: work, out: out}
+	b := &builder{pins: pins, o: o, proxy: proxy, work: work, out: out}
 	if s, ok := pins.Sources[name]; ok {
 		err = b.source(ctx, name, s)
 	} else {

@@ -25,10 +25,11 @@ import (
 )
 
 type builder struct {
-	pins *upstream.Pins
-	o    Options
-	work string // scratch space, removed after the build
-	out  string // the cache entry being made
+	pins  *upstream.Pins
+	o     Options
+	proxy string // GOPROXY for what no file proxy serves
+	work  string // scratch space, removed after the build
+	out   string // the cache entry being made
 }
 
 // source builds a program from its pinned repository, as buildGoModule
@@ -46,7 +47,7 @@ func (b *builder) source(ctx context.Context, name string, s upstream.Source) er
 		}
 		proxies = append(proxies, "file://"+dir)
 	}
-	goproxy := strings.Join(append(proxies, defaultProxy(b.o.Go)), ",")
+	goproxy := strings.Join(append(proxies, b.proxy), ",")
 
 	b.o.Log.Info("vendoring modules", "program", name)
 	if err := run(ctx, src, goEnv("GOPROXY="+goproxy, "GOFLAGS="), b.o.Go, "mod", "vendor"); err != nil {
@@ -86,7 +87,7 @@ func (b *builder) source(ctx context.Context, name string, s upstream.Source) er
 func (b *builder) module(ctx context.Context, m upstream.Module) error {
 	b.o.Log.Info("installing from the module proxy", "package", m.Package, "version", m.Version)
 	gobin := filepath.Join(b.work, "gobin")
-	env := goEnv("GOBIN="+gobin, "GOFLAGS=-trimpath", "GOPROXY="+defaultProxy(b.o.Go))
+	env := goEnv("GOBIN="+gobin, "GOFLAGS=-trimpath", "GOPROXY="+b.proxy)
 	if err := run(ctx, b.work, env, b.o.Go, "install", "-ldflags=-s -w", m.Package+"@"+m.Version); err != nil {
 		return err
 	}
