@@ -8,7 +8,6 @@ package upstreambuild
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,10 +16,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
+	"github.com/reproducible-choria/deployment/internal/flock"
 	"github.com/reproducible-choria/deployment/upstream"
 )
 
@@ -153,7 +152,8 @@ func Build(ctx context.Context, pins *upstream.Pins, o Options) (*Built, error) 
 	if err := os.MkdirAll(o.Cache, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the cache %s: %w", o.Cache, err)
 	}
-	unlock, err := lock(ctx, filepath.Join(o.Cache, ".lock"), o.Log)
+	lock := filepath.Join(o.Cache, ".lock")
+	unlock, err := flock.Acquire(ctx, lock, func() { o.Log.Info("waiting for another build of this cache", "lock", lock) })
 	if err != nil {
 		return nil, err
 	}
@@ -211,36 +211,6 @@ func buildInto(ctx context.Context, pins *upstream.Pins, name, dir, proxy string
 		return fmt.Errorf("moving the build into the cache: %w", err)
 	}
 	return nil
-}
-
-// lock takes an exclusive lock on path, waiting (and saying so) while
-// another builder holds it.
-func lock(ctx context.Context, path string, log *slog.Logger) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening the cache lock: %w", err)
-	}
-	said := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking the cache: %w", err)
-		}
-		if !said {
-			log.Info("waiting for another build of this cache", "lock", path)
-			said = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
 
 // goEnv is the environment of every go command of a build: no toolchain

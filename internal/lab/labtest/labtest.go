@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/flock"
 	"github.com/reproducible-choria/deployment/internal/netlab"
 	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/reproducible-choria/deployment/internal/upstreambuild"
@@ -124,17 +124,12 @@ func isDir(p string) bool {
 // lockLabs holds a machine-wide lock on lab tests until the test ends.
 func lockLabs(t testing.TB) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "choria-lab-tests.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	release, err := flock.Acquire(context.Background(), filepath.Join(os.TempDir(), "choria-lab-tests.lock"),
+		func() { t.Log("waiting for another lab test on this machine to end") })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Log("waiting for another lab test on this machine to end")
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { f.Close() })
+	t.Cleanup(release)
 }
 
 // buildOurs builds this repository's programs where the lab's hosts see
