@@ -104,7 +104,13 @@ func lockHeld(l Layout) bool {
 
 func removeState(l Layout) {
 	_ = os.Remove(l.State())
-	_ = os.Remove(filepath.Join(l.Dir, "lab.json.tmp"))
+	// and what a writer that crashed left of it (atomicfile's temporaries)
+	leftovers, _ := filepath.Glob(filepath.Join(l.Dir, "."+filepath.Base(l.State())+"*"))
+	for _, p := range leftovers {
+		if atomicfile.IsTemp(filepath.Base(p)) {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // alive tells whether a process exists, for the status table's health.

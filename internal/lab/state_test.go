@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -36,4 +37,20 @@ func TestStateNeedsTheLock(t *testing.T) {
 	_, err = ReadState(l)
 	assert.True(t, errors.Is(err, ErrNotRunning), "the lock goes with the process that held it")
 	_ = os.Remove(l.State())
+}
+
+// TestRemoveStateTakesItsLeftovers: the state and the temporaries of a
+// writer that crashed go; nothing else does.
+func TestRemoveStateTakesItsLeftovers(t *testing.T) {
+	l := Layout{Dir: t.TempDir()}
+	require.NoError(t, writeState(l.State(), &State{PID: 1}))
+	left := filepath.Join(l.Dir, ".lab.json.tmp-123456")
+	other := filepath.Join(l.Dir, ".lock.tmp-1")
+	for _, p := range []string{left, other} {
+		require.NoError(t, os.WriteFile(p, nil, 0o600))
+	}
+	removeState(l)
+	assert.NoFileExists(t, l.State())
+	assert.NoFileExists(t, left)
+	assert.FileExists(t, other)
 }
