@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -54,6 +55,7 @@ type Topology struct {
 	Hosts        []Host             `json:"hosts"`
 	Servers      ServerPool         `json:"servers"`
 	Roles        map[string]Role    `json:"roles"`
+	ServerPaths  ServerPaths        `json:"server_paths"`
 	Ports        Ports              `json:"ports"`
 	Users        []User             `json:"users"`
 	Streams      Streams            `json:"streams"`
@@ -90,6 +92,25 @@ type Role struct {
 	// default user, which the namespace lab uses too.
 	User string `json:"user"`
 }
+
+// ServerPaths are where a server keeps what its configuration names and
+// the machines, the lab and the tour read.
+type ServerPaths struct {
+	// PluginsDir is the libdir: agents go in its mcollective/agent (AgentDir).
+	PluginsDir string `json:"plugins_dir"`
+	// MachineDir holds the autonomous agents' machines.
+	MachineDir string `json:"machine_dir"`
+	// FactsFile is the facts the facts machine writes and the server reads.
+	FactsFile string `json:"facts_file"`
+	// StatusFile is the status file the server writes, for `choria tool status`.
+	StatusFile string `json:"status_file"`
+	// SubmissionSpool is where Choria Submit spools messages.
+	SubmissionSpool string `json:"submission_spool"`
+}
+
+// AgentDir is where external agents are deployed: Choria looks for them
+// in the libdir's mcollective/agent.
+func (p ServerPaths) AgentDir() string { return path.Join(p.PluginsDir, "mcollective", "agent") }
 
 // Ports used by the lab's services.
 type Ports struct {
@@ -293,6 +314,14 @@ func (t *Topology) Validate() error {
 		}
 		if !userRE.MatchString(paths.User) {
 			return fmt.Errorf("role %q: user %q is not a user name (lower case, at most 31 characters)", r, paths.User)
+		}
+	}
+	for name, p := range map[string]string{
+		"plugins_dir": t.ServerPaths.PluginsDir, "machine_dir": t.ServerPaths.MachineDir, "facts_file": t.ServerPaths.FactsFile,
+		"status_file": t.ServerPaths.StatusFile, "submission_spool": t.ServerPaths.SubmissionSpool,
+	} {
+		if !path.IsAbs(p) || path.Clean(p) != p {
+			return fmt.Errorf("server_paths.%s %q must be a clean absolute path", name, p)
 		}
 	}
 	for r := range t.Roles {

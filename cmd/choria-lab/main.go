@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/choria-io/fisk"
 
+	"github.com/reproducible-choria/deployment/internal/clilog"
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/netlab"
 	"github.com/reproducible-choria/deployment/internal/upstreambuild"
@@ -31,6 +31,7 @@ func main() {
 
 	app := fisk.New("choria-lab", "The Choria reference deployment on Linux namespaces: broker, provisioner, AAA, servers, client, NATS and the Stream Replicator, sealed from this machine's networks.")
 	dir := app.Flag("dir", "Lab directory holding credentials, state and logs").Default(lab.DefaultDir()).String()
+	debug := app.Flag("debug", "Also log what each step does (every process started, every upstream build command)").UnNegatableBool()
 
 	up := app.Command("up", "Build the lab and supervise it until Ctrl-C or `choria-lab down`").Default()
 	servers := up.Flag("servers", "Number of Choria servers").Default("10").Int()
@@ -76,6 +77,7 @@ func main() {
 
 	cmd := app.MustParseWithUsage(os.Args[1:])
 	layout := lab.Layout{Dir: *dir}
+	log := clilog.New(os.Stderr, "choria-lab", clilog.Level(*debug))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// a closed stdout (the reader of our output went away) must not kill
 	// the supervisor before it tears the lab down: writes then fail with
@@ -88,7 +90,7 @@ func main() {
 	code := 0
 	switch cmd {
 	case up.FullCommand():
-		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, NixOSLike: *nixosLike, Timeout: *timeout, Out: os.Stdout})
+		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, NixOSLike: *nixosLike, Timeout: *timeout, Log: log})
 	case down.FullCommand():
 		err = runDown(layout, *purge)
 	case shell.FullCommand():
@@ -107,15 +109,15 @@ func main() {
 		err = lab.WriteLogs(os.Stdout, layout, *logsHost, *follow, ctx.Done())
 	case bench.FullCommand():
 		var results []lab.BenchResult
-		results, err = lab.Bench(ctx, lab.Options{Dir: *dir, BinDirs: *benchBinDirs, Timeout: 5 * time.Minute, Out: os.Stderr}, *benchServers, os.Stderr)
+		results, err = lab.Bench(ctx, lab.Options{Dir: *dir, BinDirs: *benchBinDirs, Timeout: 5 * time.Minute, Log: log}, *benchServers)
 		lab.WriteBench(os.Stdout, results)
 	case walk.FullCommand():
 		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
 	case buildUp.FullCommand():
-		err = runBuildUpstream(ctx, upstreambuild.Options{Sources: *buildSources, Cache: *buildCache, Only: *buildOnly}, *buildOut)
+		err = runBuildUpstream(ctx, upstreambuild.Options{Sources: *buildSources, Cache: *buildCache, Only: *buildOnly, Log: log}, *buildOut)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "choria-lab: %v\n", err)
+		log.Error(err.Error())
 		os.Exit(1)
 	}
 	os.Exit(code)
@@ -173,7 +175,7 @@ func runLogin(ctx context.Context, l lab.Layout, user string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := l.UserPassword(user)
+	pw, err := l.Credentials().UserPassword(user)
 	if err != nil {
 		return err
 	}
@@ -216,15 +218,6 @@ func runBuildUpstream(ctx context.Context, o upstreambuild.Options, out string) 
 	if err != nil {
 		return err
 	}
-	o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
-		// progress lines for a person: no timestamps
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
 	start := time.Now()
 	built, err := upstreambuild.Build(ctx, pins, o)
 	if err != nil {

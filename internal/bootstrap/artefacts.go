@@ -30,26 +30,27 @@ func Dirs() []string {
 	return []string{DirIssuer, DirOperator, DirClient, DirBroker, DirAAA, DirProvisioner, DirReplicator, DirServer}
 }
 
-// Files other packages (the lab, the walkthrough) rely on.
+// Files of the output, relative to it; other packages reach those they
+// read through Output.
 const (
 	fileIssuerSeed           = "issuer/issuer.seed"
-	FileIssuerPublic         = "issuer/issuer.public"
-	FileProvisioningToken    = "operator/provisioning-token"
+	fileIssuerPublic         = "issuer/issuer.public"
+	fileProvisioningToken    = "operator/provisioning-token"
 	fileProvisioningPassword = "operator/provisioning-password"
 	fileSystemPassword       = "operator/system-password"
-	FilePluginSignerSeed     = "client/plugin-signer.seed"
-	FileClientConfig         = "client/client.conf"
-	FileProvisioningJWT      = "server/provisioning.jwt"
-	FileBrokerConfig         = "broker/broker.conf"
-	FileProvisionerConfig    = "provisioner/provisioner.yaml"
-	FileProvisionerChoria    = "provisioner/choria.cfg"
-	FileHelperConfig         = "provisioner/helper.json"
-	FileAAAConfig            = "aaa/aaa.conf"
-	FileReplicatorConfig     = "replicator/sr.yaml"
+	filePluginSignerSeed     = "client/plugin-signer.seed"
+	fileClientConfig         = "client/client.conf"
+	fileProvisioningJWT      = "server/provisioning.jwt"
+	fileBrokerConfig         = "broker/broker.conf"
+	fileProvisionerConfig    = "provisioner/provisioner.yaml"
+	fileProvisionerChoria    = "provisioner/choria.cfg"
+	fileHelperConfig         = "provisioner/helper.json"
+	fileAAAConfig            = "aaa/aaa.conf"
+	fileReplicatorConfig     = "replicator/sr.yaml"
 )
 
-// UserPasswordFile is where a user's login password is kept, relative to the output.
-func UserPasswordFile(user string) string { return "operator/user-" + user + ".password" }
+// userPasswordFile is where a user's login password is kept, relative to the output.
+func userPasswordFile(user string) string { return "operator/user-" + user + ".password" }
 
 func policyFile(user string) string { return user + ".rego" }
 
@@ -184,22 +185,22 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 
 	as := []artefact{
 		seedArtefact(fileIssuerSeed),
-		publicArtefact(FileIssuerPublic, fileIssuerSeed),
-		secretArtefact(FileProvisioningToken, demoProvisioningToken, demo),
+		publicArtefact(fileIssuerPublic, fileIssuerSeed),
+		secretArtefact(fileProvisioningToken, demoProvisioningToken, demo),
 		secretArtefact(fileProvisioningPassword, demoBrokerPassword, demo),
 		secretArtefact(fileSystemPassword, demoSystemPassword, demo),
 	}
 	var userFiles []string
 	for _, u := range t.Users {
-		as = append(as, secretArtefact(UserPasswordFile(u.Name), demoUserPassword, demo))
-		userFiles = append(userFiles, UserPasswordFile(u.Name))
+		as = append(as, secretArtefact(userPasswordFile(u.Name), demoUserPassword, demo))
+		userFiles = append(userFiles, userPasswordFile(u.Name))
 	}
 
 	// client: configuration plus the plugin signer the operator packs manifests with
 	as = append(as,
-		seedArtefact(FilePluginSignerSeed),
-		publicArtefact("client/plugin-signer.public", FilePluginSignerSeed),
-		configArtefact(FileClientConfig, (*state).renderClient, fileSystemPassword),
+		seedArtefact(filePluginSignerSeed),
+		publicArtefact("client/plugin-signer.public", filePluginSignerSeed),
+		configArtefact(fileClientConfig, (*state).renderClient, fileSystemPassword),
 	)
 
 	// broker
@@ -207,7 +208,7 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		serverTokenArtefact("broker/broker.jwt", "broker/broker.seed", hostIdentity(topology.RoleBroker),
 			tokens.ServerPermissions{}, []string{"choria.node_metadata.>"}, validity(func(v topology.Validity) topology.Duration { return v.BrokerToken })))
 	as = append(as, tlsArtefacts(DirBroker, topology.RoleBroker)...)
-	as = append(as, configArtefact(FileBrokerConfig, (*state).renderBroker, fileIssuerSeed, fileSystemPassword, fileProvisioningPassword))
+	as = append(as, configArtefact(fileBrokerConfig, (*state).renderBroker, fileIssuerSeed, fileSystemPassword, fileProvisioningPassword))
 
 	// AAA: chain signer issues user logins, request signer signs requests on
 	// behalf of users, the signing service answers over Choria Services.
@@ -230,16 +231,16 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		policy := u.OPAPolicy
 		as = append(as, configArtefact("aaa/"+policyFile(u.Name), func(*state) ([]byte, error) { return []byte(policy), nil }))
 	}
-	as = append(as, configArtefact(FileAAAConfig, (*state).renderAAA, userFiles...))
+	as = append(as, configArtefact(fileAAAConfig, (*state).renderAAA, userFiles...))
 
 	// provisioner
 	as = append(as,
 		seedArtefact("provisioner/signer.seed"),
 		clientTokenArtefact("provisioner/signer.jwt", "provisioner/signer.seed", provisionerIdentity,
 			tokens.ClientPermissions{ServerProvisioner: true, FleetManagement: true}, nil, nil, true),
-		configArtefact(FileProvisionerConfig, (*state).renderProvisioner, fileIssuerSeed, FileProvisioningToken, fileProvisioningPassword),
-		configArtefact(FileProvisionerChoria, (*state).renderProvisionerChoria),
-		configArtefact(FileHelperConfig, (*state).renderHelper, fileIssuerSeed, FilePluginSignerSeed),
+		configArtefact(fileProvisionerConfig, (*state).renderProvisioner, fileIssuerSeed, fileProvisioningToken, fileProvisioningPassword),
+		configArtefact(fileProvisionerChoria, (*state).renderProvisionerChoria),
+		configArtefact(fileHelperConfig, (*state).renderHelper, fileIssuerSeed, filePluginSignerSeed),
 	)
 
 	// stream replicator
@@ -249,18 +250,18 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 			tokens.ClientPermissions{StreamsUser: true},
 			[]string{"choria.stream-replicator.sync.>", "choria.node_advisories.>", t.Streams.MonitorSubject},
 			[]string{"choria.stream-replicator.sync.>"}, false),
-		configArtefact(FileReplicatorConfig, (*state).renderReplicator),
+		configArtefact(fileReplicatorConfig, (*state).renderReplicator),
 	)
 
 	// servers start with nothing but this
-	as = append(as, artefact{path: FileProvisioningJWT, kind: kindToken, deps: []string{fileIssuerSeed, FileProvisioningToken},
+	as = append(as, artefact{path: fileProvisioningJWT, kind: kindToken, deps: []string{fileIssuerSeed, fileProvisioningToken},
 		make:  (*state).provisioningToken,
 		check: func(s *state, b []byte) error { return checkProvisioningToken(b, s.seed(fileIssuerSeed)) }})
 	return as
 }
 
 func (s *state) provisioningToken() ([]byte, error) {
-	claims, err := tokens.NewProvisioningClaims(false, true, s.text(FileProvisioningToken), "", "", []string{s.topo.BrokerURL()}, "", "", "", s.topo.Organisation, "", s.topo.Validity.ProvisioningToken.Duration)
+	claims, err := tokens.NewProvisioningClaims(false, true, s.text(fileProvisioningToken), "", "", []string{s.topo.BrokerURL()}, "", "", "", s.topo.Organisation, "", s.topo.Validity.ProvisioningToken.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("provisioning claims: %w", err)
 	}

@@ -51,7 +51,7 @@ func read(t *testing.T, out, rel string) []byte {
 
 func issuerKey(t *testing.T, out string) ed25519.PublicKey {
 	t.Helper()
-	pub, err := hex.DecodeString(string(read(t, out, FileIssuerPublic)))
+	pub, err := hex.DecodeString(string(read(t, out, fileIssuerPublic)))
 	require.NoError(t, err)
 	seed, err := parseSeed(read(t, out, fileIssuerSeed))
 	require.NoError(t, err)
@@ -147,9 +147,9 @@ func TestTokensVerifyAgainstTheIssuer(t *testing.T) {
 	})
 
 	t.Run("provisioning token", func(t *testing.T) {
-		c, err := tokens.ParseProvisioningToken(string(read(t, out, FileProvisioningJWT)), issuer)
+		c, err := tokens.ParseProvisioningToken(string(read(t, out, fileProvisioningJWT)), issuer)
 		require.NoError(t, err)
-		assert.Equal(t, string(read(t, out, FileProvisioningToken)), c.Token)
+		assert.Equal(t, string(read(t, out, fileProvisioningToken)), c.Token)
 		assert.Equal(t, "nats://broker.choria.local:4222", c.URLs)
 		assert.True(t, c.ProvDefault)
 		assert.True(t, c.ProtoV2)
@@ -192,7 +192,7 @@ func TestChoriaConfigurationsParseUpstream(t *testing.T) {
 	out, _ := bootstrap(t, Options{})
 	issuer := hex.EncodeToString(issuerKey(t, out))
 
-	broker := loadChoriaConf(t, out, FileBrokerConfig, true)
+	broker := loadChoriaConf(t, out, fileBrokerConfig, true)
 	assert.Equal(t, "broker.choria.local", broker.Identity)
 	assert.True(t, broker.Choria.BrokerNetwork)
 	assert.Equal(t, 4222, broker.Choria.NetworkClientPort)
@@ -211,14 +211,14 @@ func TestChoriaConfigurationsParseUpstream(t *testing.T) {
 	assert.Equal(t, 1, broker.Choria.NetworkExecutorReplicas)
 	assert.Equal(t, "choria.node_metadata.%s", broker.Option("plugin.choria.adapter.registration.stream.topic", ""))
 
-	client := loadChoriaConf(t, out, FileClientConfig, false)
+	client := loadChoriaConf(t, out, fileClientConfig, false)
 	assert.Equal(t, []string{"broker.choria.local:4222"}, client.Choria.MiddlewareHosts)
 	assert.Equal(t, []string{"https://aaa.choria.local:8080/choria/v1/login"}, client.Choria.AAAServiceLoginURLs)
 	assert.True(t, client.Choria.RemoteSignerService)
 	assert.Equal(t, broker.Choria.NetworkSystemPassword, client.Choria.NetworkSystemPassword)
 	assert.Contains(t, client.Choria.RegistryClientCache, ".config/choria/registry")
 
-	prov := loadChoriaConf(t, out, FileProvisionerChoria, false)
+	prov := loadChoriaConf(t, out, fileProvisionerChoria, false)
 	assert.Equal(t, provisionerIdentity, prov.Identity)
 	assert.Equal(t, "/etc/choria-provisioner/signer.seed", prov.Choria.ChoriaSecuritySeedFile)
 
@@ -230,7 +230,7 @@ func TestChoriaConfigurationsParseUpstream(t *testing.T) {
 func TestServerSettingsParseUpstream(t *testing.T) {
 	topo := defaultTopology(t)
 	out, _ := bootstrap(t, Options{Topology: topo, Timings: topology.TimingsLab})
-	h, err := provhelper.LoadConfig(filepath.Join(out, FileHelperConfig))
+	h, err := provhelper.LoadConfig(filepath.Join(out, fileHelperConfig))
 	require.NoError(t, err)
 	assert.True(t, h.Permissions.Streams && h.Permissions.Submission && h.Permissions.ServiceHost)
 	assert.Equal(t, topo.Validity.ServerToken.Duration, time.Duration(h.TokenValidity))
@@ -268,7 +268,7 @@ func TestServerSettingsParseUpstream(t *testing.T) {
 	assert.Equal(t, []string{"inventory_content"}, cfg.Registration)
 	assert.Equal(t, int(topo.Timings[topology.TimingsLab].RegistrationInterval.Seconds()), cfg.RegisterInterval)
 	assert.True(t, cfg.Choria.ExecutorEnabled)
-	pluginSigner := seedPublic(t, out, FilePluginSignerSeed)
+	pluginSigner := seedPublic(t, out, filePluginSignerSeed)
 	assert.Equal(t, pluginSigner, cfg.Choria.MachinesSignerPublicKey)
 	assert.Equal(t, pluginSigner, cfg.Choria.AutonomousAgentPublicKey)
 	assert.True(t, cfg.Choria.AutonomousAgentsDownload)
@@ -287,7 +287,7 @@ func TestServiceConfigurations(t *testing.T) {
 	issuer := hex.EncodeToString(issuerKey(t, out))
 
 	var prov map[string]any
-	require.NoError(t, yaml.Unmarshal(read(t, out, FileProvisionerConfig), &prov))
+	require.NoError(t, yaml.Unmarshal(read(t, out, fileProvisionerConfig), &prov))
 	assert.Equal(t, "s3cret", prov["token"])
 	assert.Equal(t, "s3cret", prov["broker_provisioning_password"])
 	assert.Equal(t, issuer, prov["jwt_verify_cert"])
@@ -308,7 +308,7 @@ func TestServiceConfigurations(t *testing.T) {
 			Subjects []map[string]string `yaml:"subjects"`
 		} `yaml:"heartbeats"`
 	}
-	require.NoError(t, yaml.Unmarshal(read(t, out, FileReplicatorConfig), &sr))
+	require.NoError(t, yaml.Unmarshal(read(t, out, fileReplicatorConfig), &sr))
 	require.Len(t, sr.Streams, 1)
 	assert.Equal(t, "CHORIA_REGISTRATION", sr.Streams[0].Stream)
 	assert.Equal(t, "nats://broker.choria.local:4222", sr.Streams[0].SourceURL)
@@ -329,7 +329,7 @@ func TestServiceConfigurations(t *testing.T) {
 			} `json:"users"`
 		} `json:"userlist_authenticator"`
 	}
-	require.NoError(t, json.Unmarshal(read(t, out, FileAAAConfig), &aaa))
+	require.NoError(t, json.Unmarshal(read(t, out, fileAAAConfig), &aaa))
 	assert.Equal(t, 8080, aaa.Port)
 	assert.Equal(t, "/var/lib/aaasvc/signer_audit.json", aaa.Auditor.Logfile)
 	require.Len(t, aaa.Userlist.Users, 3)
@@ -379,7 +379,7 @@ func TestFileModesAndDirectories(t *testing.T) {
 func TestRolesHoldOnlyTheirOwnSecrets(t *testing.T) {
 	out, _ := bootstrap(t, Options{})
 	issuerSeed := string(read(t, out, fileIssuerSeed))
-	userPw := string(read(t, out, UserPasswordFile("admin")))
+	userPw := string(read(t, out, userPasswordFile("admin")))
 	for _, dir := range Dirs() {
 		if dir == DirIssuer || dir == DirOperator {
 			continue
@@ -422,7 +422,7 @@ func TestIdempotence(t *testing.T) {
 	assert.Len(t, again.Kept, len(before))
 	assert.Equal(t, before, snapshot(t, out), "a second run must change nothing")
 
-	for _, rel := range []string{"broker/broker.jwt", FileAAAConfig, "broker/tls.crt", "client/plugin-signer.public"} {
+	for _, rel := range []string{"broker/broker.jwt", fileAAAConfig, "broker/tls.crt", "client/plugin-signer.public"} {
 		require.NoError(t, os.Remove(filepath.Join(out, rel)))
 		res, err := Run(Options{Topology: topo, Out: out})
 		require.NoError(t, err, rel)
@@ -449,7 +449,7 @@ func TestRotation(t *testing.T) {
 
 	res, err := Run(Options{Topology: topo, Out: out, Rotate: []string{"broker"}})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"broker/broker.seed", "broker/broker.jwt", "broker/tls.key", "broker/tls.crt", FileBrokerConfig}, res.Replaced)
+	assert.ElementsMatch(t, []string{"broker/broker.seed", "broker/broker.jwt", "broker/tls.key", "broker/tls.crt", fileBrokerConfig}, res.Replaced)
 	after := snapshot(t, out)
 	assert.NotEqual(t, before["broker/broker.seed"], after["broker/broker.seed"])
 	assert.Equal(t, before[fileIssuerSeed], after[fileIssuerSeed])
@@ -459,8 +459,8 @@ func TestRotation(t *testing.T) {
 	res, err = Run(Options{Topology: topo, Out: out, Rotate: []string{"issuer"}})
 	require.NoError(t, err)
 	assert.Contains(t, res.Replaced, "aaa/chain-signer.jwt")
-	assert.Contains(t, res.Replaced, FileProvisioningJWT)
-	assert.Contains(t, res.Replaced, FileBrokerConfig)
+	assert.Contains(t, res.Replaced, fileProvisioningJWT)
+	assert.Contains(t, res.Replaced, fileBrokerConfig)
 	assert.NotContains(t, res.Replaced, "aaa/chain-signer.seed")
 	assert.NotContains(t, res.Replaced, fileSystemPassword)
 	rotated := snapshot(t, out)
@@ -479,10 +479,10 @@ func TestRender(t *testing.T) {
 	before := snapshot(t, out)
 	res, err := Run(Options{Topology: topo, Out: out, Render: true, Timings: topology.TimingsLab, HelperCommand: "/opt/bin/choria-provision-helper"})
 	require.NoError(t, err)
-	assert.Contains(t, res.Replaced, FileProvisionerConfig)
+	assert.Contains(t, res.Replaced, fileProvisionerConfig)
 	assert.NotContains(t, res.Replaced, "broker/broker.seed")
 	after := snapshot(t, out)
-	assert.Contains(t, after[FileProvisionerConfig], "helper: /opt/bin/choria-provision-helper --config")
+	assert.Contains(t, after[fileProvisionerConfig], "helper: /opt/bin/choria-provision-helper --config")
 	assert.Equal(t, before[fileSystemPassword], after[fileSystemPassword])
 	assert.Equal(t, before["broker/broker.jwt"], after["broker/broker.jwt"])
 }
@@ -570,15 +570,51 @@ func TestBadInput(t *testing.T) {
 
 func TestDemoSecretsAndRandomSecrets(t *testing.T) {
 	out, _ := bootstrap(t, Options{DemoSecrets: true})
-	assert.Equal(t, "s3cret", string(read(t, out, FileProvisioningToken)))
-	assert.Equal(t, "secret", string(read(t, out, UserPasswordFile("choria"))))
+	assert.Equal(t, "s3cret", string(read(t, out, fileProvisioningToken)))
+	assert.Equal(t, "secret", string(read(t, out, userPasswordFile("choria"))))
 
 	a, _ := bootstrap(t, Options{})
 	b, _ := bootstrap(t, Options{})
-	for _, f := range []string{FileProvisioningToken, fileSystemPassword, UserPasswordFile("admin")} {
+	for _, f := range []string{fileProvisioningToken, fileSystemPassword, userPasswordFile("admin")} {
 		x, y := string(read(t, a, f)), string(read(t, b, f))
 		assert.Len(t, x, 24)
 		assert.NotEqual(t, x, y, "%s must be random", f)
 		assert.NotEqual(t, "s3cret", x)
 	}
+}
+
+// Output names the files other packages read: each exists after a run
+// and holds what its name says.
+func TestOutputNamesWhatItWrote(t *testing.T) {
+	topo := defaultTopology(t)
+	out, _ := bootstrap(t, Options{Topology: topo})
+	o := Output{Dir: out}
+	pub, err := os.ReadFile(o.IssuerPublic())
+	require.NoError(t, err)
+	assert.Equal(t, issuerKey(t, out), ed25519.PublicKey(must(hex.DecodeString(string(pub)))))
+	_, err = parseSeed(must(os.ReadFile(o.PluginSignerSeed())))
+	assert.NoError(t, err, "the plugin signer seed is a seed")
+	jwt := string(must(os.ReadFile(o.ProvisioningJWT())))
+	assert.Len(t, strings.Split(jwt, "."), 3, "provisioning.jwt is a JWT")
+	token := must(os.ReadFile(o.ProvisioningToken()))
+	assert.NotEmpty(t, token)
+	for _, u := range topo.UserNames() {
+		pw, err := o.UserPassword(u)
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, len(pw), 16, "the password of %s", u)
+	}
+	_, err = o.UserPassword("nobody")
+	assert.ErrorContains(t, err, "reading the password of nobody")
+	for _, d := range Dirs() {
+		st, err := os.Stat(o.Role(d))
+		require.NoError(t, err)
+		assert.True(t, st.IsDir(), d)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

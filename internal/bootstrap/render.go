@@ -136,8 +136,7 @@ func (s *state) renderClient() ([]byte, error) {
 func (s *state) serverSettings() (*conf, error) {
 	t := s.topo
 	tm := s.timings
-	srv := t.Roles[topology.RoleServer]
-	pluginsDir := path.Join(srv.StateDir, "plugins")
+	paths := t.ServerPaths
 	var c conf
 	c.set("loglevel", "info")
 	c.set("plugin.choria.server.provision", "false")
@@ -145,26 +144,26 @@ func (s *state) serverSettings() (*conf, error) {
 	c.set("plugin.choria.use_srv", "false")
 	c.set("rpcauthorization", "1")
 	c.set("rpcauthprovider", "aaasvc")
-	c.set("plugin.choria.status_file_path", "/var/log/choria-status.json")
+	c.set("plugin.choria.status_file_path", paths.StatusFile)
 	c.set("plugin.choria.status_update_interval", seconds(tm.StatusInterval))
-	c.set("plugin.choria.submission.spool", path.Join(srv.StateDir, "submission"))
+	c.set("plugin.choria.submission.spool", paths.SubmissionSpool)
 	c.set("plugin.security.issuer.names", t.IssuerName)
 	c.set("plugin.security.issuer."+t.IssuerName+".public", s.publicOf(fileIssuerSeed))
 	c.set("plugin.security.provider", "choria")
-	c.set("plugin.choria.machine.store", path.Join(srv.ConfigDir, "machine"))
-	c.set("plugin.choria.services.registry.store", pluginsDir)
+	c.set("plugin.choria.machine.store", paths.MachineDir)
+	c.set("plugin.choria.services.registry.store", paths.PluginsDir)
 	// external agents are found under the mcorpc libdir, not the legacy libdir
-	c.set("libdir", pluginsDir)
-	c.set("plugin.choria.agent_provider.mcorpc.libdir", pluginsDir)
-	c.set("plugin.yaml", path.Join(srv.ConfigDir, "facts.json"))
+	c.set("libdir", paths.PluginsDir)
+	c.set("plugin.choria.agent_provider.mcorpc.libdir", paths.PluginsDir)
+	c.set("plugin.yaml", paths.FactsFile)
 	c.set("registration", "inventory_content")
 	c.set("registerinterval", seconds(tm.RegistrationInterval))
 	c.set("plugin.choria.executor.enabled", "true")
 	c.set("plugin.choria.executor.spool", "/var/spool/choria/executor")
 	// The external agents machine verifies its manifest with the first key,
 	// the CHORIA_PLUGINS bucket manager with the second.
-	c.set("plugin.choria.machine.signing_key", s.publicOf(FilePluginSignerSeed))
-	c.set("plugin.machines.signing_key", s.publicOf(FilePluginSignerSeed))
+	c.set("plugin.choria.machine.signing_key", s.publicOf(filePluginSignerSeed))
+	c.set("plugin.machines.signing_key", s.publicOf(filePluginSignerSeed))
 	c.set("plugin.machines.download", "true")
 	c.set("plugin.machines.bucket", t.Streams.PluginsBucket)
 	c.set("plugin.machines.key", t.Streams.PluginsKey)
@@ -212,7 +211,7 @@ func (s *state) renderProvisioner() ([]byte, error) {
 		Logfile:         choriaLogToStdout,
 		Loglevel:        "warn",
 		Helper:          s.opts.HelperCommand + " --config " + path.Join(dir, "helper.json"),
-		Token:           s.text(FileProvisioningToken),
+		Token:           s.text(fileProvisioningToken),
 		Site:            t.Domain,
 		MonitorPort:     t.Ports.ProvisionerMonitor,
 		BrokerPassword:  s.text(fileProvisioningPassword),
@@ -272,7 +271,7 @@ func (s *state) renderAAA() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		hash, err := bcrypt.GenerateFromPassword([]byte(s.text(UserPasswordFile(u.Name))), bcrypt.DefaultCost)
+		hash, err := bcrypt.GenerateFromPassword([]byte(s.text(userPasswordFile(u.Name))), bcrypt.DefaultCost)
 		if err != nil {
 			return nil, fmt.Errorf("hashing password of %s: %w", u.Name, err)
 		}

@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 )
 
 // WriteSummary tells the operator what a run did and where the secrets they
@@ -24,9 +23,10 @@ func WriteSummary(w io.Writer, out string, t interface{ UserNames() []string }, 
 	default:
 		fmt.Fprintf(w, "%s: created %d, replaced %d, kept %d existing files unchanged.\n", out, len(res.Created), len(res.Replaced), len(res.Kept))
 	}
+	o := Output{Dir: out}
 	fmt.Fprintln(w, "Login passwords (readable by you only):")
 	for _, u := range t.UserNames() {
-		fmt.Fprintf(w, "  %-10s %s\n", u, filepath.Join(out, filepath.FromSlash(UserPasswordFile(u))))
+		fmt.Fprintf(w, "  %-10s %s\n", u, o.UserPasswordFile(u))
 	}
-	fmt.Fprintf(w, "Provisioning token: %s\n", filepath.Join(out, filepath.FromSlash(FileProvisioningToken)))
+	fmt.Fprintf(w, "Provisioning token: %s\n", o.ProvisioningToken())
 }

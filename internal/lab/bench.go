@@ -30,20 +30,14 @@ type BenchResult struct {
 	PeakRSS map[string]uint64
 }
 
-// State is the running lab's published state.
-func (r *Running) State() *State {
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	c := *r.state
-	return &c
-}
-
 // Bench brings up a fresh lab for each server count and measures it.
-func Bench(ctx context.Context, o Options, counts []int, progress io.Writer) ([]BenchResult, error) {
+func Bench(ctx context.Context, o Options, counts []int) ([]BenchResult, error) {
 	var results []BenchResult
 	for _, n := range counts {
 		o.Servers = n
-		fmt.Fprintf(progress, "choria-lab bench: %d servers\n", n)
+		if o.Log != nil {
+			o.Log.Info(fmt.Sprintf("bench: %d servers", n))
+		}
 		res, err := benchOne(ctx, o, n)
 		if err != nil {
 			return results, fmt.Errorf("benchmark with %d servers: %w", n, err)
@@ -60,9 +54,9 @@ func benchOne(ctx context.Context, o Options, n int) (*BenchResult, error) {
 		return nil, err
 	}
 	defer r.Down()
-	res := &BenchResult{Servers: n, Phases: r.Timings}
+	res := &BenchResult{Servers: n, Phases: r.Phases}
 	st := r.State()
-	pw, err := r.Plan.Layout.UserPassword("choria")
+	pw, err := r.Plan.Layout.Credentials().UserPassword("choria")
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +70,7 @@ func benchOne(ctx context.Context, o Options, n int) (*BenchResult, error) {
 		return nil, err
 	}
 	res.Ping = time.Since(start)
-	provisioning := r.Timings.Provisioned - r.Timings.Services
+	provisioning := r.Phases.Provisioned - r.Phases.Services
 	if provisioning > 0 {
 		res.PerMinute = float64(n) / provisioning.Minutes()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +17,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/reproducible-choria/deployment/internal/clilog"
 	"github.com/reproducible-choria/deployment/internal/lab/labtest"
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 )
 
 func TestMain(m *testing.M) {
@@ -43,10 +46,10 @@ func assertAllGone(t *testing.T, pids []int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for _, pid := range pids {
-		for alive(pid) && !exited(pid) && time.Now().Before(deadline) {
+		for supervisor.Alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		assert.False(t, alive(pid) && !exited(pid), "process %d of the lab survived", pid)
+		assert.False(t, supervisor.Alive(pid), "process %d of the lab survived", pid)
 	}
 }
 
@@ -55,7 +58,7 @@ func TestLabEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var progress strings.Builder
-	r, err := Up(ctx, Options{Dir: t.TempDir(), BinDirs: dirs, Servers: 10, Out: &progress})
+	r, err := Up(ctx, Options{Dir: t.TempDir(), BinDirs: dirs, Servers: 10, Log: clilog.New(&progress, "choria-lab", slog.LevelInfo)})
 	require.NoError(t, err, progress.String())
 	downed := false
 	defer func() {
@@ -82,7 +85,7 @@ func TestLabEndToEnd(t *testing.T) {
 	})
 
 	t.Run("the client logs in and every server answers ping", func(t *testing.T) {
-		pw, err := layout.UserPassword("choria")
+		pw, err := layout.Credentials().UserPassword("choria")
 		require.NoError(t, err)
 		_, err = Login(ctx, st, "client", "choria", pw)
 		require.NoError(t, err)
@@ -130,7 +133,7 @@ func TestLabEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a dead process is restarted", func(t *testing.T) {
-		var victim Snapshot
+		var victim supervisor.Snapshot
 		for _, s := range r.supervisor.Snapshots() {
 			if s.Host == "server3" {
 				victim = s

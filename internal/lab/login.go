@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/creack/pty"
 
-	"github.com/reproducible-choria/deployment/internal/bootstrap"
 	"github.com/reproducible-choria/deployment/internal/netlab"
 )
 
@@ -131,13 +128,4 @@ const (
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-// UserPassword reads a login password the bootstrapper generated.
-func (l Layout) UserPassword(user string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(l.Credentials(), filepath.FromSlash(bootstrap.UserPasswordFile(user))))
-	if err != nil {
-		return "", fmt.Errorf("reading the password of %s: %w", user, err)
-	}
-	return string(b), nil
 }

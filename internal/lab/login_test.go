@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reproducible-choria/deployment/internal/netlab/netlabtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +19,7 @@ import (
 // one-host lab's commands find it, and returns the lab's state.
 func hangingChoria(t *testing.T) *State {
 	t.Helper()
-	h, _ := oneHost(t)
+	h := netlabtest.OneHost(t)
 	dir, err := os.MkdirTemp("/var/tmp", "hanging-choria-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })

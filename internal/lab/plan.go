@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/reproducible-choria/deployment/internal/bootstrap"
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -27,6 +30,41 @@ type Process struct {
 	// program is serving; empty for programs whose readiness is checked
 	// otherwise (servers: their status file).
 	Ready string
+}
+
+// program is what the supervisor runs for p on host: its command line
+// with its account's environment, logging to the host's process log.
+func (p Process) program(l Layout, host string, env []string, setpriv string) supervisor.Program {
+	if p.Account != nil {
+		env = append(slices.Clone(env), p.Account.Env()...)
+	}
+	return supervisor.Program{Name: p.Name, Argv: p.commandLine(setpriv), Env: env, Log: l.ProcessLog(host, p.Name)}
+}
+
+// commandLine is the process's argv, run through setpriv as its account
+// when it has one: the user and group of its unit, no supplementary
+// groups, no new privileges, only its unit's capabilities, and its
+// parent-death signal restored after the change of user (the kernel
+// clears it), so it still dies with the lab.
+func (p Process) commandLine(setpriv string) []string {
+	a := p.Account
+	if a == nil {
+		return p.Argv
+	}
+	bounding := "-all"
+	var caps []string
+	for _, c := range p.Capabilities {
+		bounding += ",+" + c
+		caps = append(caps, "+"+c)
+	}
+	args := []string{setpriv,
+		"--reuid=" + strconv.Itoa(a.UID), "--regid=" + strconv.Itoa(a.GID), "--clear-groups",
+		"--pdeathsig=keep", "--no-new-privs", "--bounding-set=" + bounding}
+	if len(caps) > 0 {
+		list := strings.Join(caps, ",")
+		args = append(args, "--inh-caps="+list, "--ambient-caps="+list)
+	}
+	return append(append(args, "--"), p.Argv...)
 }
 
 // HostPlan is everything the lab does for one host.
@@ -125,7 +163,7 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 	l := o.Layout
 	pr := o.Programs
 	role := t.Roles[h.Role]
-	creds := func(dir string) string { return path.Join(l.Credentials(), dir) }
+	creds := l.Credentials().Role
 
 	hp := HostPlan{Host: h, FQDN: t.FQDN(h.Name)}
 	spec := netlab.HostSpec{
@@ -133,7 +171,7 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 		FQDN:      hp.FQDN,
 		Root:      l.NSRoot(h.Name),
 		HostsFile: HostsFile(t, h, all),
-		Binds:     []netlab.Bind{{Source: l.HostLog(h.Name), Target: "/var/log"}},
+		Binds:     []netlab.Bind{{Source: l.HostLogDir(h.Name), Target: "/var/log"}},
 	}
 	for _, n := range t.Networks {
 		if a, ok := h.Addresses[n.Name]; ok {
@@ -141,7 +179,7 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 		}
 	}
 	own := func(port int) string { return netip.AddrPortFrom(spec.Addresses[0].Addr, uint16(port)).String() }
-	state := netlab.Bind{Source: l.HostState(h.Name), Target: role.StateDir}
+	state := netlab.Bind{Source: l.HostStateDir(h.Name), Target: role.StateDir}
 	config := func(dir string) netlab.Bind {
 		return netlab.Bind{Source: creds(dir), Target: role.ConfigDir, ReadOnly: true}
 	}
@@ -152,7 +190,7 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 		hp.Processes = []Process{{Name: "broker", Argv: []string{pr.Choria, "broker", "run", "--config", path.Join(role.ConfigDir, "broker.conf")}, Ready: own(t.Ports.BrokerClient)}}
 	case topology.RoleNATS:
 		// as nixpkgs' services.nats runs it: its settings as JSON, -c
-		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.HostConfig(h.Name), Target: role.ConfigDir, ReadOnly: true}, state)
+		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.HostConfigDir(h.Name), Target: role.ConfigDir, ReadOnly: true}, state)
 		hp.Processes = []Process{{Name: "nats-server", Argv: []string{pr.NATSServer, "-c", path.Join(role.ConfigDir, NATSConfigFile)}, Ready: own(t.Ports.NATSClient)}}
 	case topology.RolePlugins:
 		spec.Binds = append(spec.Binds, netlab.Bind{Source: l.Docroot(), Target: role.StateDir, ReadOnly: true})
@@ -206,6 +244,32 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 	}
 	hp.Spec = spec
 	return hp, nil
+}
+
+// MachinePath is where a path inside the host lives on this machine: below
+// the source of the bind mount that holds it (the deepest one). Paths
+// outside every bind are the host's own, in no directory the lab writes.
+func (hp HostPlan) MachinePath(inside string) (string, error) {
+	best := -1
+	for i, b := range hp.Spec.Binds {
+		if pathWithin(inside, b.Target) && (best < 0 || len(b.Target) > len(hp.Spec.Binds[best].Target)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", fmt.Errorf("%s on %s is in no directory the lab binds", inside, hp.Host.Name)
+	}
+	b := hp.Spec.Binds[best]
+	rel, err := filepath.Rel(b.Target, inside)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(b.Source, rel), nil
+}
+
+func pathWithin(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && filepath.IsLocal(rel)
 }
 
 // HostsFile is a host's /etc/hosts: every lab host by the address on a

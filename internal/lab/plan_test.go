@@ -248,3 +248,31 @@ func TestProfileScriptRestoresThePath(t *testing.T) {
 	require.NoError(t, err, string(out))
 	assert.Equal(t, "/nix/store/x y/bin:/usr/bin", string(out))
 }
+
+// A server's paths, as the topology names them, land where the lab's
+// bind mounts show them inside the host: the deepest bind wins.
+func TestMachinePath(t *testing.T) {
+	p := testPlan(t, 2)
+	l := p.Layout
+	sp := p.Topology.ServerPaths
+	server := host(t, p, "server2")
+	for inside, want := range map[string]string{
+		sp.StatusFile: filepath.Join(l.HostLogDir("server2"), "choria-status.json"),
+		sp.AgentDir(): filepath.Join(l.HostStateDir("server2"), "plugins", "mcollective", "agent"),
+		sp.FactsFile:  filepath.Join(l.HostEtcChoria("server2"), "facts.json"),
+		sp.MachineDir: filepath.Join(l.HostEtcChoria("server2"), "machine"),
+	} {
+		got, err := server.MachinePath(inside)
+		require.NoError(t, err, inside)
+		assert.Equal(t, want, got, inside)
+	}
+	_, err := server.MachinePath("/etc/passwd")
+	assert.ErrorContains(t, err, "/etc/passwd on server2 is in no directory the lab binds")
+	_, err = server.MachinePath("/var/logs/x")
+	assert.Error(t, err, "a sibling with a common prefix is not inside")
+
+	client := host(t, p, "client")
+	got, err := client.MachinePath("/root/htdocs/requests.tgz")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(l.Docroot(), "requests.tgz"), got)
+}

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/reproducible-choria/deployment/internal/bootstrap"
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -26,7 +26,7 @@ func (r *Running) WriteSummary(w io.Writer) {
 			servers++
 		}
 	}
-	fmt.Fprintf(w, "\nThe Choria lab is up: %d hosts, %d servers provisioned in %s.\n\n", len(p.Hosts), servers, round(r.Timings.Provisioned))
+	fmt.Fprintf(w, "\nThe Choria lab is up: %d hosts, %d servers provisioned in %s.\n\n", len(p.Hosts), servers, round(r.Phases.Provisioned))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tADDRESSES")
 	for _, h := range p.Hosts {
@@ -53,8 +53,8 @@ Shell        choria-lab shell          the client: then choria login, choria req
              choria-lab shell %s    a server
 Status       choria-lab status
 Stop         Ctrl-C here, or choria-lab down (--purge also removes credentials)
-`, l.Credentials(),
-		filepath.Join(l.Credentials(), filepath.FromSlash(bootstrap.UserPasswordFile("NAME"))), strings.Join(users, ", "),
+`, l.Credentials().Dir,
+		l.Credentials().UserPasswordFile("NAME"), strings.Join(users, ", "),
 		filepath.Join(l.Dir, "logs"), p.Topology.ServerName(1))
 }
 
@@ -72,23 +72,23 @@ func WriteStatus(w io.Writer, l Layout, st *State) {
 	fmt.Fprintln(tw, "HOST\tROLE\tPROCESS\tPID\tRESTARTS\tHEALTH")
 	for _, h := range st.Hosts {
 		health := "up"
-		if !alive(h.AnchorPID) {
+		if !supervisor.Alive(h.AnchorPID) {
 			health = "namespace gone"
 		}
 		procs := h.Processes
 		if len(procs) == 0 {
-			procs = []Snapshot{{Name: "-"}}
+			procs = []supervisor.Snapshot{{Name: "-"}}
 		}
 		for _, p := range procs {
 			ph := health
-			if p.Name != "-" && !alive(p.PID) {
+			if p.Name != "-" && !supervisor.Alive(p.PID) {
 				ph = "down"
 				if p.LastExit != "" {
 					ph += " (" + p.LastExit + ")"
 				}
 			}
 			if h.Role == topology.RoleServer && ph == "up" {
-				ph = serverHealth(l, h.Name)
+				ph = serverHealth(l, h)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", h.Name, h.Role, p.Name, p.PID, p.Restarts, ph)
 		}
@@ -96,11 +96,11 @@ func WriteStatus(w io.Writer, l Layout, st *State) {
 	tw.Flush()
 }
 
-func serverHealth(l Layout, name string) string {
-	if !l.Provisioned(name) {
+func serverHealth(l Layout, h HostState) string {
+	if !l.Provisioned(h.Name) {
 		return "unprovisioned"
 	}
-	b, err := os.ReadFile(filepath.Join(l.HostLog(name), "choria-status.json"))
+	b, err := os.ReadFile(h.StatusFile)
 	if err != nil {
 		return "provisioned, no status yet"
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -34,15 +35,15 @@ func TestWriteStatus(t *testing.T) {
 	require.NoError(t, os.MkdirAll(etc, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(etc, "server.jwt"), []byte("x"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(etc, "server.conf"), []byte("# header\nidentity=server1.choria.local\n"), 0o600))
-	require.NoError(t, os.MkdirAll(l.HostLog("server1"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(l.HostLog("server1"), "choria-status.json"), []byte(`{"connected_server":"nats://broker.choria.local:4222","provisioning_mode":false}`), 0o644))
+	status := filepath.Join(t.TempDir(), "choria-status.json")
+	require.NoError(t, os.WriteFile(status, []byte(`{"connected_server":"nats://broker.choria.local:4222","provisioning_mode":false}`), 0o644))
 
 	self := os.Getpid()
 	st := &State{PID: self, Hosts: []HostState{
-		{Name: "broker", Role: "broker", AnchorPID: self, Processes: []Snapshot{{Host: "broker", Name: "broker", PID: self}}},
-		{Name: "server1", Role: "server", AnchorPID: self, Processes: []Snapshot{{Host: "server1", Name: "server", PID: self, Restarts: 2}}},
-		{Name: "server2", Role: "server", AnchorPID: self, Processes: []Snapshot{{Host: "server2", Name: "server", PID: self}}},
-		{Name: "aaa", Role: "aaa", AnchorPID: self, Processes: []Snapshot{{Host: "aaa", Name: "aaasvc", PID: 0, Restarts: 3, LastExit: "exit status 1"}}},
+		{Name: "broker", Role: "broker", AnchorPID: self, Processes: []supervisor.Snapshot{{Host: "broker", Name: "broker", PID: self}}},
+		{Name: "server1", Role: "server", AnchorPID: self, StatusFile: status, Processes: []supervisor.Snapshot{{Host: "server1", Name: "server", PID: self, Restarts: 2}}},
+		{Name: "server2", Role: "server", AnchorPID: self, Processes: []supervisor.Snapshot{{Host: "server2", Name: "server", PID: self}}},
+		{Name: "aaa", Role: "aaa", AnchorPID: self, Processes: []supervisor.Snapshot{{Host: "aaa", Name: "aaasvc", PID: 0, Restarts: 3, LastExit: "exit status 1"}}},
 	}}
 	var b strings.Builder
 	WriteStatus(&b, l, st)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 )
 
 // State is what a running lab publishes in lab.json for the other
@@ -34,7 +35,9 @@ type HostState struct {
 	FQDN      string            `json:"fqdn"`
 	Addresses map[string]string `json:"addresses"`
 	AnchorPID int               `json:"anchor_pid"`
-	Processes []Snapshot        `json:"processes,omitempty"`
+	// StatusFile is where a server's status file is on this machine.
+	StatusFile string                `json:"status_file,omitempty"`
+	Processes  []supervisor.Snapshot `json:"processes,omitempty"`
 }
 
 func writeState(path string, st *State) error {
@@ -111,13 +114,4 @@ func removeState(l Layout) {
 			_ = os.Remove(p)
 		}
 	}
-}
-
-// alive tells whether a process exists, for the status table's health.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -9,7 +9,6 @@ package upstreambuild
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kballard/go-shellquote"
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
 	"github.com/reproducible-choria/deployment/internal/flock"
 	"github.com/reproducible-choria/deployment/upstream"
@@ -138,7 +138,7 @@ func Build(ctx context.Context, pins *upstream.Pins, o Options) (*Built, error) 
 		o.Go = "go"
 	}
 	if o.Log == nil {
-		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Log = slog.New(slog.DiscardHandler)
 	}
 	want := pins.Programs()
 	if len(o.Only) > 0 {
@@ -228,7 +228,8 @@ func goEnv(extra ...string) []string {
 }
 
 // run runs a command in dir, returning its output in the error when it fails.
-func run(ctx context.Context, dir string, env []string, name string, args ...string) error {
+func run(ctx context.Context, log *slog.Logger, dir string, env []string, name string, args ...string) error {
+	log.Debug("running", "dir", dir, "command", shellquote.Join(append([]string{name}, args...)...))
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = env

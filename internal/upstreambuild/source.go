@@ -50,7 +50,7 @@ func (b *builder) source(ctx context.Context, name string, s upstream.Source) er
 	goproxy := strings.Join(append(proxies, b.proxy), ",")
 
 	b.o.Log.Info("vendoring modules", "program", name)
-	if err := run(ctx, src, goEnv("GOPROXY="+goproxy, "GOFLAGS="), b.o.Go, "mod", "vendor"); err != nil {
+	if err := run(ctx, b.o.Log, src, goEnv("GOPROXY="+goproxy, "GOFLAGS="), b.o.Go, "mod", "vendor"); err != nil {
 		return err
 	}
 	// a module without dependencies vendors nothing; buildGoModule's
@@ -68,7 +68,7 @@ func (b *builder) source(ctx context.Context, name string, s upstream.Source) er
 		if err := removeGlobs(src, g.Remove); err != nil {
 			return err
 		}
-		if err := run(ctx, src, buildEnv, b.o.Go, "generate", "-run", g.Run); err != nil {
+		if err := run(ctx, b.o.Log, src, buildEnv, b.o.Go, "generate", "-run", g.Run); err != nil {
 			return err
 		}
 		if err := unstamp(src, g.Stamped); err != nil {
@@ -80,7 +80,7 @@ func (b *builder) source(ctx context.Context, name string, s upstream.Source) er
 	// buildGoModule adds -buildid= to the link flags
 	ldflags := strings.Join(append(s.LinkFlags(), "-buildid="), " ")
 	bin := filepath.Join(b.out, "bin", s.Binary)
-	return run(ctx, src, buildEnv, b.o.Go, "build", "-ldflags="+ldflags, "-o", bin, s.Package)
+	return run(ctx, b.o.Log, src, buildEnv, b.o.Go, "build", "-ldflags="+ldflags, "-o", bin, s.Package)
 }
 
 // module installs a program from the Go module proxy.
@@ -88,7 +88,7 @@ func (b *builder) module(ctx context.Context, m upstream.Module) error {
 	b.o.Log.Info("installing from the module proxy", "package", m.Package, "version", m.Version)
 	gobin := filepath.Join(b.work, "gobin")
 	env := goEnv("GOBIN="+gobin, "GOFLAGS=-trimpath", "GOPROXY="+b.proxy)
-	if err := run(ctx, b.work, env, b.o.Go, "install", "-ldflags=-s -w", m.Package+"@"+m.Version); err != nil {
+	if err := run(ctx, b.o.Log, b.work, env, b.o.Go, "install", "-ldflags=-s -w", m.Package+"@"+m.Version); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(gobin)

@@ -2,6 +2,7 @@ package walkthrough
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/reproducible-choria/deployment/internal/clilog"
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/lab/labtest"
 	"github.com/reproducible-choria/deployment/internal/netlab"
@@ -34,7 +36,7 @@ func TestWalkthroughEndToEnd(t *testing.T) {
 
 	start := time.Now()
 	var progress strings.Builder
-	r, err := lab.Up(ctx, lab.Options{Dir: t.TempDir(), BinDirs: append(dirs, tools), ToolPath: tools, NixOSLike: true, Servers: 10, Out: &progress})
+	r, err := lab.Up(ctx, lab.Options{Dir: t.TempDir(), BinDirs: append(dirs, tools), ToolPath: tools, NixOSLike: true, Servers: 10, Log: clilog.New(&progress, "choria-lab", slog.LevelInfo)})
 	require.NoError(t, err, progress.String())
 	defer r.Down()
 	up := time.Since(start)

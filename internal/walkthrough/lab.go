@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -105,24 +104,24 @@ func LabVars(t *topology.Topology, l lab.Layout, st *lab.State) (Vars, error) {
 		v["fqdn."+h.Name] = h.FQDN
 	}
 	for _, u := range t.UserNames() {
-		pw, err := l.UserPassword(u)
+		pw, err := l.Credentials().UserPassword(u)
 		if err != nil {
 			return nil, err
 		}
 		v["password."+u] = strings.TrimSpace(pw)
 	}
-	read := func(rel string) (string, error) {
-		b, err := os.ReadFile(filepath.Join(l.Credentials(), filepath.FromSlash(rel)))
+	read := func(file string) (string, error) {
+		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", fmt.Errorf("reading the lab's credentials: %w", err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
 	var err error
-	if v["provisioning.token"], err = read(bootstrap.FileProvisioningToken); err != nil {
+	if v["provisioning.token"], err = read(l.Credentials().ProvisioningToken()); err != nil {
 		return nil, err
 	}
-	if v["issuer.public_key"], err = read(bootstrap.FileIssuerPublic); err != nil {
+	if v["issuer.public_key"], err = read(l.Credentials().IssuerPublic()); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -133,6 +132,7 @@ func TopologyVars(t *topology.Topology) Vars {
 	v := Vars{
 		"domain":                       t.Domain,
 		"path.aaa_audit_log":           bootstrap.AAAAuditLog(t),
+		"path.server_status_file":      t.ServerPaths.StatusFile,
 		"stream.registration":          t.Streams.Registration.Name,
 		"stream.registration.subjects": strings.Join(t.Streams.Registration.Subjects, " "),
 		"stream.submission":            t.Streams.Submission.Name,

@@ -185,6 +185,7 @@ let
       fqdn = t.fqdn h.name;
     }) t.hosts;
     roles = topo.roles;
+    server_paths = topo.server_paths;
     streams = topo.streams;
     users = map (u: u.name) topo.users;
     inherit htdocsShare;

@@ -277,6 +277,7 @@ def scenario_variables():
         "servers.first.fqdn": servers[0]["fqdn"],
         # bootstrap.AAAAuditLog
         "path.aaa_audit_log": facts["roles"]["aaa"]["state_dir"] + "/signer_audit.json",
+        "path.server_status_file": facts["server_paths"]["status_file"],
         "stream.registration": streams["registration"]["name"],
         "stream.registration.subjects": " ".join(streams["registration"]["subjects"]),
         "stream.submission": streams["submission"]["name"],

@@ -1,4 +1,8 @@
-package lab
+// Package supervisor runs programs and keeps them running, as systemd does
+// for the lab's services: each in its own process group, its output on a
+// write-only stream socket copied to a log file, restarted with back-off
+// when it dies, and stopped in reverse order of starting.
+package supervisor
 
 import (
 	"bytes"
@@ -6,16 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
-	"slices"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/reproducible-choria/deployment/internal/netlab"
 )
 
 // Backoff bounds for restarting a process that died.
@@ -27,13 +30,26 @@ const (
 	stopGrace   = 5 * time.Second
 )
 
-// Supervisor runs the lab's processes inside their hosts and restarts any
-// that die, with back-off, logging each death.
+// Host is where programs run: a lab host, whose commands are nsenter
+// entering its namespaces and forking the program there.
+type Host interface {
+	Name() string
+	Command(ctx context.Context, name string, args ...string) *exec.Cmd
+}
+
+// Program is what to run.
+type Program struct {
+	Name string
+	Argv []string
+	Env  []string
+	// Log is the file its standard output and error are appended to.
+	Log string
+}
+
+// Supervisor runs programs on hosts and restarts any that die, with
+// back-off, logging each death.
 type Supervisor struct {
-	env     []string
-	setpriv string
-	layout  Layout
-	report  func(format string, args ...any)
+	log *slog.Logger
 
 	mu       sync.Mutex
 	procs    []*Supervised
@@ -44,21 +60,21 @@ type Supervisor struct {
 	stopped chan struct{}
 }
 
-// Supervised is one process under supervision.
+// Supervised is one program under supervision.
 type Supervised struct {
 	Host    string
-	Process Process
+	Program Program
 
 	mu sync.Mutex
-	// pid is the program's once it shows, nsenter's until then; nsenter
-	// (cmd) leads the program's process group
+	// pid is the program's once it shows, the launcher's (nsenter's) until
+	// then; the launcher (cmd) leads the program's process group
 	pid      int
 	restarts int
 	lastExit string
 	cmd      *exec.Cmd
 }
 
-// Snapshot is a process's state for the status table.
+// Snapshot is a process's state, as lab.json publishes it.
 type Snapshot struct {
 	Host, Name string
 	PID        int
@@ -66,10 +82,9 @@ type Snapshot struct {
 	LastExit   string
 }
 
-// NewSupervisor supervises processes with env, logging under layout;
-// setpriv (util-linux) starts those that run as a service user.
-func NewSupervisor(layout Layout, env []string, setpriv string, report func(format string, args ...any)) *Supervisor {
-	return &Supervisor{env: env, setpriv: setpriv, layout: layout, report: report, changed: make(chan struct{}, 1), stopped: make(chan struct{})}
+// New returns a supervisor reporting deaths and restarts to log.
+func New(log *slog.Logger) *Supervisor {
+	return &Supervisor{log: log, changed: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // Changed is signalled whenever a process starts or restarts.
@@ -79,11 +94,11 @@ func (s *Supervisor) Changed() <-chan struct{} { return s.changed }
 func (s *Supervisor) Stopped() <-chan struct{} { return s.stopped }
 
 // Start runs p on host and keeps it running until Stop.
-func (s *Supervisor) Start(host *netlab.Host, p Process) (*Supervised, error) {
-	if err := os.MkdirAll(s.layout.Logs(host.Name()), 0o755); err != nil {
-		return nil, fmt.Errorf("creating log directory for %s: %w", host.Name(), err)
+func (s *Supervisor) Start(host Host, p Program) (*Supervised, error) {
+	if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
+		return nil, fmt.Errorf("creating log directory for %s on %s: %w", p.Name, host.Name(), err)
 	}
-	sp := &Supervised{Host: host.Name(), Process: p}
+	sp := &Supervised{Host: host.Name(), Program: p}
 	if err := s.launch(host, sp); err != nil {
 		return nil, err
 	}
@@ -95,18 +110,15 @@ func (s *Supervisor) Start(host *netlab.Host, p Process) (*Supervised, error) {
 	return sp, nil
 }
 
-func (s *Supervisor) launch(host *netlab.Host, sp *Supervised) error {
-	out, err := journalStream(s.layout.ProcessLog(sp.Host, sp.Process.Name))
+func (s *Supervisor) launch(host Host, sp *Supervised) error {
+	p := sp.Program
+	out, err := journalStream(p.Log)
 	if err != nil {
-		return fmt.Errorf("logging %s on %s: %w", sp.Process.Name, sp.Host, err)
+		return fmt.Errorf("logging %s on %s: %w", p.Name, sp.Host, err)
 	}
 	defer out.Close()
-	argv := sp.Process.commandLine(s.setpriv)
-	cmd := host.Command(context.Background(), argv[0], argv[1:]...)
-	cmd.Env = s.env
-	if a := sp.Process.Account; a != nil {
-		cmd.Env = append(slices.Clone(s.env), a.Env()...)
-	}
+	cmd := host.Command(context.Background(), p.Argv[0], p.Argv[1:]...)
+	cmd.Env = p.Env
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.Dir = "/"
@@ -117,12 +129,13 @@ func (s *Supervisor) launch(host *netlab.Host, sp *Supervised) error {
 	}
 	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s on %s: %w", sp.Process.Name, sp.Host, err)
+		return fmt.Errorf("starting %s on %s: %w", p.Name, sp.Host, err)
 	}
 	sp.mu.Lock()
 	sp.cmd = cmd
 	sp.pid = cmd.Process.Pid
 	sp.mu.Unlock()
+	s.log.Debug("started", "host", sp.Host, "process", p.Name, "pid", cmd.Process.Pid)
 	if s.isStopping() {
 		// Stop ran while this one started and could not signal it
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
@@ -144,7 +157,7 @@ func (s *Supervisor) isStopping() bool {
 	return s.stopping
 }
 
-func (s *Supervisor) watch(host *netlab.Host, sp *Supervised) {
+func (s *Supervisor) watch(host Host, sp *Supervised) {
 	defer s.wg.Done()
 	backoff := minBackoff
 	for {
@@ -155,11 +168,13 @@ func (s *Supervisor) watch(host *netlab.Host, sp *Supervised) {
 		// nsenter enters the host's PID namespace by forking: the program
 		// is its child, the pid to report. Found here, in the process's own
 		// goroutine, so that starting a fleet does not wait on it.
-		if child := programOf(cmd.Process.Pid); child != 0 {
-			sp.mu.Lock()
-			sp.pid = child
-			sp.mu.Unlock()
-			s.notify()
+		if filepath.Base(cmd.Path) == "nsenter" {
+			if child := programOf(cmd.Process.Pid); child != 0 {
+				sp.mu.Lock()
+				sp.pid = child
+				sp.mu.Unlock()
+				s.notify()
+			}
 		}
 		err := cmd.Wait()
 		if s.isStopping() {
@@ -180,7 +195,7 @@ func (s *Supervisor) watch(host *netlab.Host, sp *Supervised) {
 		sp.lastExit = status
 		sp.pid = 0
 		sp.mu.Unlock()
-		s.report("%s on %s died (%s); restarting in %s", sp.Process.Name, sp.Host, status, backoff)
+		s.log.Warn(fmt.Sprintf("%s on %s died (%s); restarting in %s", sp.Program.Name, sp.Host, status, backoff))
 		for {
 			if !s.sleep(backoff) {
 				return
@@ -190,7 +205,7 @@ func (s *Supervisor) watch(host *netlab.Host, sp *Supervised) {
 			if err == nil {
 				break
 			}
-			s.report("%v; retrying in %s", err, backoff)
+			s.log.Warn(fmt.Sprintf("%v; retrying in %s", err, backoff))
 		}
 	}
 }
@@ -212,7 +227,7 @@ func (sp *Supervised) Restarts() int {
 	return sp.restarts
 }
 
-// Snapshots returns every process's state.
+// Snapshots returns every process's state, in the order they were started.
 func (s *Supervisor) Snapshots() []Snapshot {
 	s.mu.Lock()
 	procs := append([]*Supervised(nil), s.procs...)
@@ -220,7 +235,7 @@ func (s *Supervisor) Snapshots() []Snapshot {
 	out := make([]Snapshot, 0, len(procs))
 	for _, sp := range procs {
 		sp.mu.Lock()
-		out = append(out, Snapshot{Host: sp.Host, Name: sp.Process.Name, PID: sp.pid, Restarts: sp.restarts, LastExit: sp.lastExit})
+		out = append(out, Snapshot{Host: sp.Host, Name: sp.Program.Name, PID: sp.pid, Restarts: sp.restarts, LastExit: sp.lastExit})
 		sp.mu.Unlock()
 	}
 	return out
@@ -291,39 +306,13 @@ func journalStream(logPath string) (*os.File, error) {
 	return os.NewFile(uintptr(fds[1]), "stdout"), nil
 }
 
-// commandLine is the process's argv, run through setpriv as its account
-// when it has one: the user and group of its unit, no supplementary
-// groups, no new privileges, only its unit's capabilities, and its
-// parent-death signal restored after the change of user (the kernel
-// clears it), so it still dies with the lab.
-func (p Process) commandLine(setpriv string) []string {
-	a := p.Account
-	if a == nil {
-		return p.Argv
-	}
-	bounding := "-all"
-	var caps []string
-	for _, c := range p.Capabilities {
-		bounding += ",+" + c
-		caps = append(caps, "+"+c)
-	}
-	args := []string{setpriv,
-		"--reuid=" + strconv.Itoa(a.UID), "--regid=" + strconv.Itoa(a.GID), "--clear-groups",
-		"--pdeathsig=keep", "--no-new-privs", "--bounding-set=" + bounding}
-	if len(caps) > 0 {
-		list := strings.Join(caps, ",")
-		args = append(args, "--inh-caps="+list, "--ambient-caps="+list)
-	}
-	return append(append(args, "--"), p.Argv...)
-}
-
 // programOf is the one child nsenter (pid) forks into the host's PID
 // namespace, once it is there (within a second); 0 when it does not show.
 func programOf(pid int) int {
 	path := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
 	for range 100 {
 		b, err := os.ReadFile(path)
-		if err != nil || exited(pid) {
+		if err != nil || !Alive(pid) {
 			return 0 // nsenter is gone: the program ended already
 		}
 		if f := strings.Fields(string(b)); len(f) > 0 {
@@ -335,12 +324,16 @@ func programOf(pid int) int {
 	return 0
 }
 
-// exited tells whether pid has ended (a zombie not yet waited for).
-func exited(pid int) bool {
+// Alive tells whether process pid runs: it exists and has not ended (a
+// zombie not yet waited for has).
+func Alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return true
+		return false
 	}
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(f) > 0 && f[0] == "Z"
+	return len(f) > 0 && f[0] != "Z"
 }

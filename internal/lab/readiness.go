@@ -1,0 +1,114 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/topology"
+)
+
+// startRole starts every process of the role's hosts and waits until they serve.
+func (r *Running) startRole(ctx context.Context, role string) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(r.Plan.Hosts))
+	for _, hp := range r.Plan.Hosts {
+		if hp.Host.Role != role {
+			continue
+		}
+		h, ok := r.net.Host(hp.Host.Name)
+		if !ok {
+			return fmt.Errorf("host %s is missing from the network", hp.Host.Name)
+		}
+		for _, p := range hp.Processes {
+			sp, err := r.supervisor.Start(h, p.program(r.Plan.Layout, hp.Host.Name, r.Plan.Env, r.progs.Setpriv))
+			if err != nil {
+				return err
+			}
+			if p.Ready == "" {
+				continue
+			}
+			wg.Add(1)
+			go func(p Process) {
+				defer wg.Done()
+				// a program that keeps dying will not serve: say so now,
+				// not when the whole bring-up times out
+				wctx, cancel := context.WithCancelCause(ctx)
+				defer cancel(nil)
+				go func() {
+					for wctx.Err() == nil {
+						if n := sp.Restarts(); n >= startupDeaths {
+							cancel(fmt.Errorf("it died %d times", n))
+							return
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}()
+				if err := waitTCP(wctx, h, p.Ready); err != nil {
+					if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil {
+						err = cause
+					}
+					errs <- fmt.Errorf("%s on %s did not start serving on %s: %w (see %s)", p.Name, hp.Host.Name, p.Ready, err, r.Plan.Layout.ProcessLog(hp.Host.Name, p.Name))
+				}
+			}(p)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func waitTCP(ctx context.Context, h *netlab.Host, addr string) error {
+	for {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := h.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Running) waitProvisioned(ctx context.Context) error {
+	var servers []string
+	for _, hp := range r.Plan.Hosts {
+		if hp.Host.Role == topology.RoleServer {
+			servers = append(servers, hp.Host.Name)
+		}
+	}
+	last := -1
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := 0
+		var waiting []string
+		for _, s := range servers {
+			if r.Plan.Layout.Provisioned(s) {
+				n++
+			} else {
+				waiting = append(waiting, s)
+			}
+		}
+		if n != last {
+			r.log.Info(fmt.Sprintf("servers provisioned %d of %d", n, len(servers)))
+			last = n
+		}
+		if n == len(servers) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d servers were not provisioned (%s): see the provisioner's log %s", len(waiting), len(servers), strings.Join(waiting, ", "), r.Plan.Layout.ProcessLog(r.Plan.Topology.MustHost(topology.RoleProvisioner).Name, "provisioner"))
+		case <-tick.C:
+		}
+	}
+}
