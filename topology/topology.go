@@ -52,6 +52,7 @@ type Topology struct {
 	Collective   string             `json:"collective"`
 	IssuerName   string             `json:"issuer_name"`
 	Networks     []Network          `json:"networks"`
+	Brokers      BrokerPool         `json:"brokers"`
 	Hosts        []Host             `json:"hosts"`
 	Servers      ServerPool         `json:"servers"`
 	Roles        map[string]Role    `json:"roles"`
@@ -68,6 +69,19 @@ type Network struct {
 	Name   string       `json:"name"`
 	Subnet netip.Prefix `json:"subnet"`
 }
+
+// BrokerPool lists the brokers a deployment may run: the first Count of
+// Hosts run, clustered when there are more than one. Hosts, in order, are
+// the cluster profile's brokers; their role is the broker's.
+type BrokerPool struct {
+	Count int    `json:"count"`
+	Hosts []Host `json:"hosts"`
+}
+
+// MaxBrokers bounds a cluster: every stream is replicated once per broker
+// (go-choria gives its system streams as many replicas as a cluster has
+// peers), and JetStream keeps at most five replicas.
+const MaxBrokers = 5
 
 // Host is a fixed host; servers are generated from ServerPool.
 type Host struct {
@@ -336,10 +350,15 @@ func (t *Topology) Validate() error {
 		return err
 	}
 
+	if err := t.Brokers.validate(); err != nil {
+		return err
+	}
+
 	seenAddr := map[netip.Addr]string{}
 	seenName := map[string]bool{}
 	roleCount := map[string]int{}
-	for _, h := range t.AllHosts() {
+	// every broker listed, running or not: a larger count must not clash
+	for _, h := range append(t.allBrokers(), t.AllHosts()[t.Brokers.Count:]...) {
 		if !dnsLabel.MatchString(h.Name) {
 			return fmt.Errorf("host name %q is not a valid DNS label", h.Name)
 		}
@@ -368,10 +387,18 @@ func (t *Topology) Validate() error {
 			seenAddr[a] = h.Name
 		}
 	}
+	for _, h := range t.Hosts {
+		if h.Role == RoleBroker {
+			return fmt.Errorf("host %q: brokers are listed in brokers.hosts, not in hosts", h.Name)
+		}
+	}
 	for _, r := range Roles() {
-		if r != RoleServer && roleCount[r] != 1 {
+		if r != RoleServer && r != RoleBroker && roleCount[r] != 1 {
 			return fmt.Errorf("role %q must have exactly one host, has %d", r, roleCount[r])
 		}
+	}
+	if err := t.brokersShareANetwork(); err != nil {
+		return err
 	}
 	if t.Servers.Count < 1 {
 		return fmt.Errorf("servers.count must be at least 1")
@@ -511,6 +538,120 @@ func (t *Topology) FQDN(host string) string { return host + "." + t.Domain }
 // ServerName is the host name of server i, counting from 1.
 func (t *Topology) ServerName(i int) string { return fmt.Sprintf("%s%d", t.Servers.NamePrefix, i) }
 
+// WithBrokers returns a copy running the first n brokers of brokers.hosts,
+// validated.
+func (t *Topology) WithBrokers(n int) (*Topology, error) {
+	c := *t
+	c.Brokers.Count = n
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Cluster returns a copy running every broker brokers.hosts lists: the
+// cluster profile.
+func (t *Topology) Cluster() (*Topology, error) { return t.WithBrokers(len(t.Brokers.Hosts)) }
+
+// validate refuses a count the list cannot fill and brokers given another role.
+func (b BrokerPool) validate() error {
+	if b.Count < 1 {
+		return fmt.Errorf("brokers.count must be at least 1")
+	}
+	if b.Count > len(b.Hosts) {
+		return fmt.Errorf("brokers.count %d: brokers.hosts lists only %d brokers", b.Count, len(b.Hosts))
+	}
+	if b.Count > MaxBrokers {
+		return fmt.Errorf("brokers.count %d: at most %d brokers, as JetStream replicates a stream at most %d times", b.Count, MaxBrokers, MaxBrokers)
+	}
+	for _, h := range b.Hosts {
+		if h.Role != "" && h.Role != RoleBroker {
+			return fmt.Errorf("broker %q has role %q: brokers.hosts are brokers", h.Name, h.Role)
+		}
+	}
+	return nil
+}
+
+// brokersShareANetwork: cluster routes run between every two brokers.
+func (t *Topology) brokersShareANetwork() error {
+	bs := t.BrokerHosts()
+	for _, n := range t.NetworkNames() {
+		all := true
+		for _, b := range bs {
+			if _, ok := b.Addresses[n]; !ok {
+				all = false
+			}
+		}
+		if all {
+			return nil
+		}
+	}
+	return fmt.Errorf("brokers %s share no network: a cluster's routes need one", strings.Join(hostNames(bs), ", "))
+}
+
+func hostNames(hs []Host) []string {
+	names := make([]string, 0, len(hs))
+	for _, h := range hs {
+		names = append(names, h.Name)
+	}
+	return names
+}
+
+// allBrokers is every broker listed, as hosts with their role.
+func (t *Topology) allBrokers() []Host {
+	out := make([]Host, 0, len(t.Brokers.Hosts))
+	for _, h := range t.Brokers.Hosts {
+		h.Role = RoleBroker
+		out = append(out, h)
+	}
+	return out
+}
+
+// BrokerHosts are the brokers that run, in order.
+func (t *Topology) BrokerHosts() []Host {
+	return t.allBrokers()[:min(t.Brokers.Count, len(t.Brokers.Hosts))]
+}
+
+// Clustered tells whether more than one broker runs.
+func (t *Topology) Clustered() bool { return t.Brokers.Count > 1 }
+
+// StreamReplicas is the replica count of every stream and bucket: one per
+// broker, so three on a cluster of three, which survives the loss of one.
+func (t *Topology) StreamReplicas() int { return t.Brokers.Count }
+
+// BrokerAddresses are the brokers' client addresses (host:port), in order.
+func (t *Topology) BrokerAddresses() []string {
+	var out []string
+	for _, b := range t.BrokerHosts() {
+		out = append(out, fmt.Sprintf("%s:%d", t.FQDN(b.Name), t.Ports.BrokerClient))
+	}
+	return out
+}
+
+// BrokerURLs are the NATS URLs of the brokers, in order: every program
+// that connects to the broker lists them all and fails over by itself.
+func (t *Topology) BrokerURLs() []string {
+	var out []string
+	for _, a := range t.BrokerAddresses() {
+		out = append(out, "nats://"+a)
+	}
+	return out
+}
+
+// BrokerPeers are the cluster routes every broker is given: each broker's
+// cluster port, itself included (NATS ignores a route to itself), so all
+// brokers share one list. Empty for a single broker.
+func (t *Topology) BrokerPeers() []string {
+	if !t.Clustered() {
+		return nil
+	}
+	var out []string
+	for _, b := range t.BrokerHosts() {
+		out = append(out, fmt.Sprintf("nats://%s:%d", t.FQDN(b.Name), t.Ports.BrokerCluster))
+	}
+	return out
+}
+
 // WithServers returns a copy with a different server count, validated.
 func (t *Topology) WithServers(n int) (*Topology, error) {
 	c := *t
@@ -543,9 +684,12 @@ func (p ServerPool) fits(nets map[string]Network) error {
 	return nil
 }
 
+// FixedHosts returns the running brokers followed by the other fixed hosts.
+func (t *Topology) FixedHosts() []Host { return append(t.BrokerHosts(), t.Hosts...) }
+
 // AllHosts returns the fixed hosts followed by the generated servers.
 func (t *Topology) AllHosts() []Host {
-	hosts := append([]Host(nil), t.Hosts...)
+	hosts := t.FixedHosts()
 	a := t.Servers.FirstAddress
 	for i := 1; i <= t.Servers.Count; i++ {
 		hosts = append(hosts, Host{Name: t.ServerName(i), Role: RoleServer, Addresses: map[string]netip.Addr{t.Servers.Network: a}})
@@ -554,14 +698,22 @@ func (t *Topology) AllHosts() []Host {
 	return hosts
 }
 
-// HostByRole returns the single host with role r; servers have several, so use AllHosts for them.
+// HostByRole returns the single host with role r; servers have several,
+// and a cluster several brokers, so use AllHosts and BrokerHosts for them.
 func (t *Topology) HostByRole(r string) (Host, error) {
-	for _, h := range t.Hosts {
+	var found []Host
+	for _, h := range t.FixedHosts() {
 		if h.Role == r {
-			return h, nil
+			found = append(found, h)
 		}
 	}
-	return Host{}, fmt.Errorf("no host has role %q", r)
+	switch len(found) {
+	case 0:
+		return Host{}, fmt.Errorf("no host has role %q", r)
+	case 1:
+		return found[0], nil
+	}
+	return Host{}, fmt.Errorf("role %q has %d hosts (%s), not one", r, len(found), strings.Join(hostNames(found), ", "))
 }
 
 // MustHost is HostByRole for roles Validate guarantees to exist.
@@ -590,11 +742,6 @@ func (h Host) SortedNetworks() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// BrokerURL is the NATS URL servers and services use to reach the broker.
-func (t *Topology) BrokerURL() string {
-	return fmt.Sprintf("nats://%s:%d", t.FQDN(t.MustHost(RoleBroker).Name), t.Ports.BrokerClient)
 }
 
 // NATSURL is the URL of the standalone NATS server.

@@ -25,7 +25,11 @@ func TestDefaultTopology(t *testing.T) {
 	assert.Equal(t, "server1", hosts[7].Name)
 	assert.Equal(t, netip.MustParseAddr("198.18.1.10"), hosts[16].Addresses["choria.servers"])
 	assert.Equal(t, "server10.choria.local", topo.FQDN(hosts[16].Name))
-	assert.Equal(t, "nats://broker.choria.local:4222", topo.BrokerURL())
+	assert.Equal(t, []string{"nats://broker.choria.local:4222"}, topo.BrokerURLs())
+	assert.Equal(t, []string{"broker.choria.local:4222"}, topo.BrokerAddresses())
+	assert.Empty(t, topo.BrokerPeers(), "one broker has no routes")
+	assert.Equal(t, 1, topo.StreamReplicas())
+	assert.False(t, topo.Clustered())
 	assert.Equal(t, "nats://nats.choria.local:4222", topo.NATSURL())
 
 	// the reference's isolation: the client shares no network with any server,
@@ -57,6 +61,47 @@ func TestDefaultTopology(t *testing.T) {
 	_, err = topo.WithServers(5000)
 	assert.ErrorContains(t, err, "servers.count 5000 does not fit network \"choria.servers\"")
 	assert.Equal(t, 10, topo.Servers.Count, "WithServers must not change the original")
+}
+
+func TestBrokerCluster(t *testing.T) {
+	topo, err := Default()
+	require.NoError(t, err)
+	c, err := topo.Cluster()
+	require.NoError(t, err)
+	assert.Equal(t, 1, topo.Brokers.Count, "Cluster must not change the original")
+	assert.Equal(t, 3, c.Brokers.Count, "the cluster profile runs every broker listed")
+	assert.True(t, c.Clustered())
+
+	var names []string
+	for _, b := range c.BrokerHosts() {
+		names = append(names, b.Name)
+		assert.Equal(t, RoleBroker, b.Role)
+		assert.Equal(t, []string{"choria.broker", "choria.clients", "choria.servers"}, b.SortedNetworks(), "%s is on the broker's networks", b.Name)
+	}
+	assert.Equal(t, []string{"broker", "broker2", "broker3"}, names)
+	hosts := c.AllHosts()
+	assert.Len(t, hosts, 9+10)
+	assert.Equal(t, "broker3", hosts[2].Name, "brokers come first, in order")
+	assert.Equal(t, "server1", hosts[9].Name)
+
+	assert.Equal(t, []string{"nats://broker.choria.local:4222", "nats://broker2.choria.local:4222", "nats://broker3.choria.local:4222"}, c.BrokerURLs())
+	assert.Equal(t, []string{"nats://broker.choria.local:5222", "nats://broker2.choria.local:5222", "nats://broker3.choria.local:5222"}, c.BrokerPeers())
+	assert.Equal(t, 3, c.StreamReplicas(), "R3 on a cluster")
+
+	two, err := topo.WithBrokers(2)
+	require.NoError(t, err)
+	assert.Equal(t, 2, two.StreamReplicas())
+
+	_, err = c.HostByRole(RoleBroker)
+	assert.ErrorContains(t, err, `role "broker" has 3 hosts (broker, broker2, broker3), not one`)
+	b, err := topo.HostByRole(RoleBroker)
+	require.NoError(t, err)
+	assert.Equal(t, "broker", b.Name)
+
+	_, err = topo.WithBrokers(4)
+	assert.ErrorContains(t, err, "brokers.count 4: brokers.hosts lists only 3 brokers")
+	_, err = topo.WithBrokers(0)
+	assert.ErrorContains(t, err, "brokers.count must be at least 1")
 }
 
 func TestUserPermissionsMatchTheReference(t *testing.T) {
@@ -139,6 +184,29 @@ func TestValidationErrors(t *testing.T) {
 		{"port too high", `"plugins_http": 80`, `"plugins_http": 65536`, `ports.plugins_http is 65536`},
 		{"two ports of one host", `"aaa_monitor": 8081`, `"aaa_monitor": 8080`, `ports.aaa_login and ports.aaa_monitor are both 8080 on one host`},
 		// FuzzParse: a huge count generated every server before failing
+		{"broker among the hosts", `{ "name": "provisioner", "role": "provisioner"`, `{ "name": "provisioner", "role": "broker"`, `host "provisioner": brokers are listed in brokers.hosts, not in hosts`},
+		{"broker of another role", `"name": "broker2",`, `"name": "broker2", "role": "client",`, `broker "broker2" has role "client"`},
+		// a broker that does not run yet must not clash either
+		{"idle broker on a taken address", `"choria.broker": "198.18.4.12"`, `"choria.broker": "198.18.4.20"`, `share address 198.18.4.20`},
+		{"idle broker with a taken name", `"name": "broker3"`, `"name": "aaa"`, `host "aaa" is declared twice`},
+		{"brokers on no common network", `"count": 1,
+    "hosts": [
+      {
+        "name": "broker",
+        "addresses": { "choria.broker": "198.18.4.10", "choria.servers": "198.18.0.10", "choria.clients": "198.18.5.10" }
+      },
+      {
+        "name": "broker2",
+        "addresses": { "choria.broker": "198.18.4.11", "choria.servers": "198.18.0.11", "choria.clients": "198.18.5.11" }`, `"count": 2,
+    "hosts": [
+      {
+        "name": "broker",
+        "addresses": { "choria.broker": "198.18.4.10", "choria.servers": "198.18.0.10", "choria.clients": "198.18.5.10" }
+      },
+      {
+        "name": "broker2",
+        "addresses": { "nats": "198.18.6.11" }`, `brokers broker, broker2 share no network: a cluster's routes need one`},
+		{"more brokers than listed", `"count": 1,`, `"count": 4,`, `brokers.count 4: brokers.hosts lists only 3 brokers`},
 		{"more servers than addresses", `"count": 10`, `"count": 9999999999`, `servers.count 9999999999 does not fit network "choria.servers" (198.18.0.0/22) from 198.18.1.1: at most 766 servers`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
