@@ -21,18 +21,24 @@ func main() {
 	rotate := app.Flag("rotate", "Make this role's files anew, with everything made from them (repeatable; 'all' for everything)").PlaceHolder("ROLE").Strings()
 	render := app.Flag("render", "Render every configuration file again from the topology, keeping keys and secrets").UnNegatableBool()
 	helper := app.Flag("provision-helper", "Command the provisioner runs as its helper").Default("choria-provision-helper").String()
+	brokers := app.Flag("brokers", "Number of brokers, the first of the topology's brokers.hosts (default: its brokers.count); more than one is a cluster").PlaceHolder("N").Int()
 	app.MustParseWithUsage(os.Args[1:])
 
-	if err := run(*out, *topoFile, *timings, *demo, *rotate, *render, *helper); err != nil {
+	if err := run(*out, *topoFile, *brokers, *timings, *demo, *rotate, *render, *helper); err != nil {
 		fmt.Fprintf(os.Stderr, "choria-bootstrap: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, topoFile, timings string, demo bool, rotate []string, render bool, helper string) error {
+func run(out, topoFile string, brokers int, timings string, demo bool, rotate []string, render bool, helper string) error {
 	t, err := topology.LoadOrDefault(topoFile)
 	if err != nil {
 		return err
+	}
+	if brokers > 0 {
+		if t, err = t.WithBrokers(brokers); err != nil {
+			return err
+		}
 	}
 	res, err := bootstrap.Run(bootstrap.Options{
 		Topology: t, Out: out, Timings: timings, DemoSecrets: demo,

@@ -51,7 +51,18 @@ func TestCommand(t *testing.T) {
 	t.Run("second run changes nothing and says so", func(t *testing.T) {
 		out, err := exec.Command(bin, "--out", dir).CombinedOutput()
 		require.NoError(t, err, string(out))
-		assert.Contains(t, string(out), "kept all 38 files, changed nothing")
+		assert.Contains(t, string(out), "kept all 39 files, changed nothing")
+	})
+
+	t.Run("--brokers makes a cluster's brokers and keeps every key", func(t *testing.T) {
+		out, err := exec.Command(bin, "--out", dir, "--brokers", "3").CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "created   broker3/broker.jwt")
+		assert.Contains(t, string(out), "replaced  client/client.conf")
+		assert.NotContains(t, string(out), "replaced  broker/broker.seed")
+		out, err = exec.Command(bin, "--out", dir, "--brokers", "4").CombinedOutput()
+		require.Error(t, err)
+		assert.Contains(t, string(out), "brokers.count 4: brokers.hosts lists only 3 brokers")
 	})
 
 	t.Run("bad topology fails naming the file", func(t *testing.T) {

@@ -1,23 +1,25 @@
 package bootstrap
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 
 	"github.com/choria-io/tokens"
 
 	"github.com/reproducible-choria/deployment/topology"
 )
 
-// Directories of the output, one per role, each holding only that role's files.
-// issuer and operator are never deployed to a host: they hold the
-// organisation's signing key and the generated passwords for the operator.
+// Directories of the output, one per role, each holding only that role's
+// files, and one per broker (BrokerDir). issuer and operator are never
+// deployed to a host: they hold the organisation's signing key and the
+// generated passwords for the operator.
 const (
 	DirIssuer      = "issuer"
 	DirOperator    = "operator"
-	DirBroker      = topology.RoleBroker
 	DirAAA         = topology.RoleAAA
 	DirProvisioner = topology.RoleProvisioner
 	DirReplicator  = topology.RoleReplicator
@@ -25,9 +27,29 @@ const (
 	DirServer      = topology.RoleServer
 )
 
-// Dirs lists the output directories, in the order they are filled.
-func Dirs() []string {
-	return []string{DirIssuer, DirOperator, DirClient, DirBroker, DirAAA, DirProvisioner, DirReplicator, DirServer}
+// BrokerDir is the directory of one broker's files: its host name, so the
+// default broker's is "broker" and a cluster's others are beside it.
+func BrokerDir(host string) string { return host }
+
+// Dirs lists the output directories of a topology, in the order they are
+// filled.
+func Dirs(t *topology.Topology) []string {
+	dirs := []string{DirIssuer, DirOperator, DirClient}
+	for _, b := range t.BrokerHosts() {
+		dirs = append(dirs, BrokerDir(b.Name))
+	}
+	return append(dirs, DirAAA, DirProvisioner, DirReplicator, DirServer)
+}
+
+// checkBrokerDirs refuses a broker whose directory would be another's.
+func checkBrokerDirs(t *topology.Topology) error {
+	fixed := []string{DirIssuer, DirOperator, DirClient, DirAAA, DirProvisioner, DirReplicator, DirServer}
+	for _, b := range t.BrokerHosts() {
+		if slices.Contains(fixed, BrokerDir(b.Name)) {
+			return fmt.Errorf("broker %q: its credentials would share the directory %q of the bootstrapper's output; rename the broker", b.Name, BrokerDir(b.Name))
+		}
+	}
+	return nil
 }
 
 // Files of the output, relative to it; other packages reach those they
@@ -38,16 +60,22 @@ const (
 	fileProvisioningToken    = "operator/provisioning-token"
 	fileProvisioningPassword = "operator/provisioning-password"
 	fileSystemPassword       = "operator/system-password"
+	fileBrokers              = "operator/brokers"
 	filePluginSignerSeed     = "client/plugin-signer.seed"
 	fileClientConfig         = "client/client.conf"
 	fileProvisioningJWT      = "server/provisioning.jwt"
-	fileBrokerConfig         = "broker/broker.conf"
 	fileProvisionerConfig    = "provisioner/provisioner.yaml"
 	fileProvisionerChoria    = "provisioner/choria.cfg"
 	fileHelperConfig         = "provisioner/helper.json"
 	fileAAAConfig            = "aaa/aaa.conf"
 	fileReplicatorConfig     = "replicator/sr.yaml"
 )
+
+// brokerFile is one of a broker's files, relative to the output.
+func brokerFile(host, name string) string { return BrokerDir(host) + "/" + name }
+
+// brokerConfig is a broker's configuration file name in its directory.
+const brokerConfig = "broker.conf"
 
 // userPasswordFile is where a user's login password is kept, relative to the output.
 func userPasswordFile(user string) string { return "operator/user-" + user + ".password" }
@@ -80,7 +108,14 @@ const (
 	kindTLSCert
 	kindSecret
 	kindConfig
+	// kindRecord is what the other files were made for (the brokers): not
+	// a configuration to render again, nor a source of trust.
+	kindRecord
 )
+
+// derived tells whether files of the kind hold no trust of their own: when
+// one is missing, what was made from it is made again.
+func (k kind) derived() bool { return k == kindConfig || k == kindRecord }
 
 // artefact is one output file: how to make it, what it is made from, and how
 // to tell that an existing copy is intact.
@@ -90,6 +125,10 @@ type artefact struct {
 	deps  []string
 	make  func(*state) ([]byte, error)
 	check func(*state, []byte) error
+	// stale, when set, tells whether an intact existing copy no longer
+	// matches the topology; it is then made anew, and so is everything
+	// made from it.
+	stale func(*state, []byte) bool
 }
 
 func (a artefact) dir() string { return path.Dir(a.path) }
@@ -154,15 +193,17 @@ func serverTokenArtefact(p, seed string, identity func(*state) string, perms tok
 		check: func(s *state, b []byte) error { return checkServerToken(b, s.seed(fileIssuerSeed), s.seed(seed)) }}
 }
 
-func tlsArtefacts(dir, role string) []artefact {
+// tlsArtefacts are the TLS key and self-signed certificate in dir of the
+// host host returns.
+func tlsArtefacts(dir string, host func(*state) topology.Host) []artefact {
 	key, cert := dir+"/tls.key", dir+"/tls.crt"
-	fqdn := func(s *state) string { return s.topo.FQDN(s.topo.MustHost(role).Name) }
+	fqdn := func(s *state) string { return s.topo.FQDN(host(s).Name) }
 	return []artefact{
 		{path: key, kind: kindTLSKey, make: func(*state) ([]byte, error) { return newTLSKey() },
 			check: func(_ *state, b []byte) error { _, err := parseTLSKey(b); return err }},
 		{path: cert, kind: kindTLSCert, deps: []string{key},
 			make: func(s *state) ([]byte, error) {
-				h := s.topo.MustHost(role)
+				h := host(s)
 				var addrs []netip.Addr
 				for _, n := range h.SortedNetworks() {
 					addrs = append(addrs, h.Addresses[n])
@@ -176,6 +217,9 @@ func tlsArtefacts(dir, role string) []artefact {
 // artefacts lists every output file in dependency order: a file comes after
 // everything it is made from.
 func artefacts(t *topology.Topology, demo bool) []artefact {
+	roleHost := func(role string) func(*state) topology.Host {
+		return func(s *state) topology.Host { return s.topo.MustHost(role) }
+	}
 	hostIdentity := func(role string) func(*state) string {
 		return func(s *state) string { return s.topo.FQDN(s.topo.MustHost(role).Name) }
 	}
@@ -189,6 +233,7 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		secretArtefact(fileProvisioningToken, demoProvisioningToken, demo),
 		secretArtefact(fileProvisioningPassword, demoBrokerPassword, demo),
 		secretArtefact(fileSystemPassword, demoSystemPassword, demo),
+		brokersArtefact(),
 	}
 	var userFiles []string
 	for _, u := range t.Users {
@@ -200,15 +245,20 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 	as = append(as,
 		seedArtefact(filePluginSignerSeed),
 		publicArtefact("client/plugin-signer.public", filePluginSignerSeed),
-		configArtefact(fileClientConfig, (*state).renderClient, fileSystemPassword),
+		configArtefact(fileClientConfig, (*state).renderClient, fileSystemPassword, fileBrokers),
 	)
 
-	// broker
-	as = append(as, seedArtefact("broker/broker.seed"),
-		serverTokenArtefact("broker/broker.jwt", "broker/broker.seed", hostIdentity(topology.RoleBroker),
-			tokens.ServerPermissions{}, []string{"choria.node_metadata.>"}, validity(func(v topology.Validity) topology.Duration { return v.BrokerToken })))
-	as = append(as, tlsArtefacts(DirBroker, topology.RoleBroker)...)
-	as = append(as, configArtefact(fileBrokerConfig, (*state).renderBroker, fileIssuerSeed, fileSystemPassword, fileProvisioningPassword))
+	// brokers, each with its own credentials
+	for _, b := range t.BrokerHosts() {
+		host := func(*state) topology.Host { return b }
+		seed := brokerFile(b.Name, "broker.seed")
+		as = append(as, seedArtefact(seed),
+			serverTokenArtefact(brokerFile(b.Name, "broker.jwt"), seed, func(s *state) string { return s.topo.FQDN(b.Name) },
+				tokens.ServerPermissions{}, []string{"choria.node_metadata.>"}, validity(func(v topology.Validity) topology.Duration { return v.BrokerToken })))
+		as = append(as, tlsArtefacts(BrokerDir(b.Name), host)...)
+		as = append(as, configArtefact(brokerFile(b.Name, brokerConfig), func(s *state) ([]byte, error) { return s.renderBroker(b) },
+			fileIssuerSeed, fileSystemPassword, fileProvisioningPassword, fileBrokers))
+	}
 
 	// AAA: chain signer issues user logins, request signer signs requests on
 	// behalf of users, the signing service answers over Choria Services.
@@ -222,8 +272,8 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		serverTokenArtefact("aaa/signer-service.jwt", "aaa/signer-service.seed", hostIdentity(topology.RoleAAA),
 			tokens.ServerPermissions{ServiceHost: true}, nil, validity(func(v topology.Validity) topology.Duration { return v.Signers })),
 	)
-	as = append(as, tlsArtefacts(DirAAA, topology.RoleAAA)...)
-	as = append(as, configArtefact("aaa/aaa-choria.conf", (*state).renderAAAChoria))
+	as = append(as, tlsArtefacts(DirAAA, roleHost(topology.RoleAAA))...)
+	as = append(as, configArtefact("aaa/aaa-choria.conf", (*state).renderAAAChoria, fileBrokers))
 	for _, u := range t.Users {
 		if u.OPAPolicy == "" {
 			continue
@@ -239,8 +289,8 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		clientTokenArtefact("provisioner/signer.jwt", "provisioner/signer.seed", provisionerIdentity,
 			tokens.ClientPermissions{ServerProvisioner: true, FleetManagement: true}, nil, nil, true),
 		configArtefact(fileProvisionerConfig, (*state).renderProvisioner, fileIssuerSeed, fileProvisioningToken, fileProvisioningPassword),
-		configArtefact(fileProvisionerChoria, (*state).renderProvisionerChoria),
-		configArtefact(fileHelperConfig, (*state).renderHelper, fileIssuerSeed, filePluginSignerSeed),
+		configArtefact(fileProvisionerChoria, (*state).renderProvisionerChoria, fileBrokers),
+		configArtefact(fileHelperConfig, (*state).renderHelper, fileIssuerSeed, filePluginSignerSeed, fileBrokers),
 	)
 
 	// stream replicator
@@ -250,18 +300,31 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 			tokens.ClientPermissions{StreamsUser: true},
 			[]string{"choria.stream-replicator.sync.>", "choria.node_advisories.>", t.Streams.MonitorSubject},
 			[]string{"choria.stream-replicator.sync.>"}, false),
-		configArtefact(fileReplicatorConfig, (*state).renderReplicator),
+		configArtefact(fileReplicatorConfig, (*state).renderReplicator, fileBrokers),
 	)
 
 	// servers start with nothing but this
-	as = append(as, artefact{path: fileProvisioningJWT, kind: kindToken, deps: []string{fileIssuerSeed, fileProvisioningToken},
+	as = append(as, artefact{path: fileProvisioningJWT, kind: kindToken, deps: []string{fileIssuerSeed, fileProvisioningToken, fileBrokers},
 		make:  (*state).provisioningToken,
 		check: func(s *state, b []byte) error { return checkProvisioningToken(b, s.seed(fileIssuerSeed)) }})
 	return as
 }
 
+// brokersArtefact records the brokers the configurations name: when the
+// topology's brokers change (a cluster grows), every file naming them
+// follows, and nothing else does. It is a configuration, not a source of
+// trust: when missing, the files made from it are rendered again.
+func brokersArtefact() artefact {
+	return artefact{path: fileBrokers, kind: kindRecord, make: (*state).renderBrokers,
+		check: func(*state, []byte) error { return nil },
+		stale: func(s *state, b []byte) bool {
+			want, err := s.renderBrokers()
+			return err != nil || !bytes.Equal(want, b)
+		}}
+}
+
 func (s *state) provisioningToken() ([]byte, error) {
-	claims, err := tokens.NewProvisioningClaims(false, true, s.text(fileProvisioningToken), "", "", []string{s.topo.BrokerURL()}, "", "", "", s.topo.Organisation, "", s.topo.Validity.ProvisioningToken.Duration)
+	claims, err := tokens.NewProvisioningClaims(false, true, s.text(fileProvisioningToken), "", "", s.topo.BrokerURLs(), "", "", "", s.topo.Organisation, "", s.topo.Validity.ProvisioningToken.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("provisioning claims: %w", err)
 	}

@@ -68,7 +68,11 @@ func Run(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	rotate, err := rotationSet(opts.Rotate)
+	if err := checkBrokerDirs(opts.Topology); err != nil {
+		return nil, err
+	}
+	dirs := Dirs(opts.Topology)
+	rotate, err := rotationSet(opts.Rotate, dirs)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +82,7 @@ func Run(opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{}
-	if res.Cleaned, err = removeStaleTemps(opts.Out); err != nil {
+	if res.Cleaned, err = removeStaleTemps(opts.Out, dirs); err != nil {
 		return nil, err
 	}
 
@@ -91,7 +95,9 @@ func Run(opts Options) (*Result, error) {
 	}
 	var writes []todo
 	made := map[string]string{} // path -> why it is being made
+	kinds := map[string]kind{}
 	for _, a := range artefacts(opts.Topology, opts.DemoSecrets) {
+		kinds[a.path] = a.kind
 		full := filepath.Join(opts.Out, filepath.FromSlash(a.path))
 		existing, err := readExisting(full)
 		if err != nil {
@@ -113,8 +119,14 @@ func Run(opts Options) (*Result, error) {
 				switch made[d] {
 				case "":
 				case "missing":
-					return nil, fmt.Errorf("%s exists but %s, which it is made from, is missing: restore %s, or remove %s, or rotate with --rotate %s",
-						full, filepath.Join(opts.Out, d), d, a.path, a.dir())
+					// what was made from a lost source cannot be trusted;
+					// a lost derived file is only made again, and so are
+					// the files made from it
+					if !kinds[d].derived() {
+						return nil, fmt.Errorf("%s exists but %s, which it is made from, is missing: restore %s, or remove %s, or rotate with --rotate %s",
+							full, filepath.Join(opts.Out, d), d, a.path, a.dir())
+					}
+					why = "follows " + d
 				default:
 					why = "follows " + d
 				}
@@ -124,6 +136,11 @@ func Run(opts Options) (*Result, error) {
 			if err := a.check(s, existing); err != nil {
 				return nil, fmt.Errorf("%s %v: remove it to have it made again, or rotate with --rotate %s", full, err, a.dir())
 			}
+			if a.stale != nil && a.stale(s, existing) {
+				why = "changed"
+			}
+		}
+		if why == "" {
 			s.files[a.path] = existing
 			res.Kept = append(res.Kept, a.path)
 			continue
@@ -150,17 +167,17 @@ func Run(opts Options) (*Result, error) {
 	return res, nil
 }
 
-func rotationSet(names []string) (map[string]bool, error) {
+func rotationSet(names, dirs []string) (map[string]bool, error) {
 	set := map[string]bool{}
 	for _, n := range names {
 		if n == "all" {
-			for _, d := range Dirs() {
+			for _, d := range dirs {
 				set[d] = true
 			}
 			continue
 		}
-		if !slices.Contains(Dirs(), n) {
-			return nil, fmt.Errorf("cannot rotate unknown role %q (known: all, %s)", n, strings.Join(Dirs(), ", "))
+		if !slices.Contains(dirs, n) {
+			return nil, fmt.Errorf("cannot rotate unknown role %q (known: all, %s)", n, strings.Join(dirs, ", "))
 		}
 		set[n] = true
 	}
@@ -228,9 +245,9 @@ func prepareOut(out string) error {
 }
 
 // removeStaleTemps deletes temporary files an interrupted run left behind.
-func removeStaleTemps(out string) ([]string, error) {
+func removeStaleTemps(out string, dirs []string) ([]string, error) {
 	var removed []string
-	for _, d := range append([]string{"."}, Dirs()...) {
+	for _, d := range append([]string{"."}, dirs...) {
 		entries, err := os.ReadDir(filepath.Join(out, d))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,7 +193,7 @@ func TestChoriaConfigurationsParseUpstream(t *testing.T) {
 	out, _ := bootstrap(t, Options{})
 	issuer := hex.EncodeToString(issuerKey(t, out))
 
-	broker := loadChoriaConf(t, out, fileBrokerConfig, true)
+	broker := loadChoriaConf(t, out, brokerFile("broker", brokerConfig), true)
 	assert.Equal(t, "broker.choria.local", broker.Identity)
 	assert.True(t, broker.Choria.BrokerNetwork)
 	assert.Equal(t, 4222, broker.Choria.NetworkClientPort)
@@ -225,6 +226,130 @@ func TestChoriaConfigurationsParseUpstream(t *testing.T) {
 	aaa := loadChoriaConf(t, out, "aaa/aaa-choria.conf", false)
 	assert.Equal(t, "aaa.choria.local", aaa.Identity)
 	assert.Equal(t, "/etc/aaasvc/signer-service.jwt", aaa.Choria.ChoriaSecurityTokenFile)
+}
+
+func clusterTopology(t *testing.T) *topology.Topology {
+	t.Helper()
+	c, err := defaultTopology(t).Cluster()
+	require.NoError(t, err)
+	return c
+}
+
+// Each broker of a cluster has credentials of its own and a configuration
+// that routes to the others and replicates every stream three times; every
+// program that connects to the broker names all three.
+func TestClusterConfigurations(t *testing.T) {
+	topo := clusterTopology(t)
+	out, _ := bootstrap(t, Options{Topology: topo})
+	issuer := issuerKey(t, out)
+	urls := []string{"nats://broker.choria.local:4222", "nats://broker2.choria.local:4222", "nats://broker3.choria.local:4222"}
+	hosts := []string{"broker.choria.local:4222", "broker2.choria.local:4222", "broker3.choria.local:4222"}
+
+	seeds := map[string]bool{}
+	for _, name := range []string{"broker", "broker2", "broker3"} {
+		fqdn := name + ".choria.local"
+		c, err := tokens.ParseServerToken(string(read(t, out, brokerFile(name, "broker.jwt"))), issuer)
+		require.NoError(t, err, name)
+		assert.Equal(t, fqdn, c.ChoriaIdentity)
+		assert.Equal(t, seedPublic(t, out, brokerFile(name, "broker.seed")), c.PublicKey, "%s's token is for its own key", name)
+		seeds[string(read(t, out, brokerFile(name, "broker.seed")))] = true
+		pair, err := tls.X509KeyPair(read(t, out, brokerFile(name, "tls.crt")), read(t, out, brokerFile(name, "tls.key")))
+		require.NoError(t, err, name)
+		assert.NoError(t, pair.Leaf.VerifyHostname(fqdn))
+
+		b := loadChoriaConf(t, out, brokerFile(name, brokerConfig), true)
+		assert.Equal(t, fqdn, b.Identity)
+		assert.Equal(t, []string{"nats://broker.choria.local:5222", "nats://broker2.choria.local:5222", "nats://broker3.choria.local:5222"}, b.Choria.NetworkPeers)
+		assert.Equal(t, 5222, b.Choria.NetworkPeerPort)
+		assert.Empty(t, b.Choria.NetworkPeerUser, "routes could not log in: go-choria drops the peers' user information")
+		assert.Len(t, b.Choria.NetworkPeers, topo.StreamReplicas(), "the peers go-choria counts for its system streams' replicas")
+		for what, n := range map[string]int{"event": b.Choria.NetworkEventStoreReplicas, "machine": b.Choria.NetworkMachineStoreReplicas,
+			"advisory": b.Choria.NetworkStreamAdvisoryReplicas, "leader_election": b.Choria.NetworkLeaderElectionReplicas, "executor": b.Choria.NetworkExecutorReplicas} {
+			assert.Equal(t, -1, n, "%s %s_replicas: one per peer, counted once the cluster has formed", name, what)
+		}
+		assert.Equal(t, []string{fqdn + ":4222"}, b.Choria.MiddlewareHosts, "%s's adapters connect to itself", name)
+		assert.Equal(t, "/etc/choria-broker/broker.seed", b.Choria.ChoriaSecuritySeedFile, "every broker's files are at the role's paths")
+	}
+	assert.Len(t, seeds, 3, "a key pair per broker")
+
+	assert.Equal(t, hosts, loadChoriaConf(t, out, fileClientConfig, false).Choria.MiddlewareHosts)
+	assert.Equal(t, hosts, loadChoriaConf(t, out, fileProvisionerChoria, false).Choria.MiddlewareHosts)
+	assert.Equal(t, hosts, loadChoriaConf(t, out, "aaa/aaa-choria.conf", false).Choria.MiddlewareHosts)
+
+	h, err := provhelper.LoadConfig(filepath.Join(out, fileHelperConfig))
+	require.NoError(t, err)
+	assert.Equal(t, strings.Join(urls, ","), h.Settings["plugin.choria.middleware_hosts"])
+
+	prov, err := tokens.ParseProvisioningToken(string(read(t, out, fileProvisioningJWT)), issuer)
+	require.NoError(t, err)
+	assert.Equal(t, strings.Join(urls, ","), prov.URLs)
+
+	var sr struct {
+		Streams []struct {
+			SourceURL string `yaml:"source_url"`
+		} `yaml:"streams"`
+		Heartbeats struct {
+			URL string `yaml:"url"`
+		} `yaml:"heartbeats"`
+	}
+	require.NoError(t, yaml.Unmarshal(read(t, out, fileReplicatorConfig), &sr))
+	assert.Equal(t, strings.Join(urls, ","), sr.Streams[0].SourceURL)
+	assert.Equal(t, strings.Join(urls, ","), sr.Heartbeats.URL)
+}
+
+// Growing a deployment into a cluster keeps every key and secret, makes
+// the new brokers' credentials, and renders again exactly the files that
+// name the brokers; a second run with the same brokers changes nothing.
+func TestAddingBrokersIsIdempotent(t *testing.T) {
+	single := defaultTopology(t)
+	out, _ := bootstrap(t, Options{Topology: single})
+	before := snapshot(t, out)
+
+	res, err := Run(Options{Topology: clusterTopology(t), Out: out})
+	require.NoError(t, err)
+	var created []string
+	for _, name := range []string{"broker2", "broker3"} {
+		for _, f := range []string{"broker.seed", "broker.jwt", "tls.key", "tls.crt", brokerConfig} {
+			created = append(created, brokerFile(name, f))
+		}
+	}
+	assert.ElementsMatch(t, created, res.Created)
+	assert.ElementsMatch(t, []string{fileBrokers, brokerFile("broker", brokerConfig), fileClientConfig, fileProvisionerChoria, "aaa/aaa-choria.conf",
+		fileHelperConfig, fileReplicatorConfig, fileProvisioningJWT}, res.Replaced)
+	after := snapshot(t, out)
+	for k, v := range before {
+		if !slices.Contains(res.Replaced, k) {
+			assert.Equal(t, v, after[k], "%s changed when brokers were added", k)
+		}
+	}
+
+	again, err := Run(Options{Topology: clusterTopology(t), Out: out})
+	require.NoError(t, err)
+	assert.Empty(t, again.Created)
+	assert.Empty(t, again.Replaced)
+	assert.Equal(t, after, snapshot(t, out))
+
+	// an output made before the record of brokers existed follows it too
+	require.NoError(t, os.Remove(filepath.Join(out, fileBrokers)))
+	res, err = Run(Options{Topology: clusterTopology(t), Out: out})
+	require.NoError(t, err)
+	assert.Equal(t, []string{fileBrokers}, res.Created)
+	assert.Contains(t, res.Replaced, fileClientConfig)
+	assert.NotContains(t, res.Replaced, brokerFile("broker2", "broker.jwt"))
+
+	// one broker rotated alone
+	res, err = Run(Options{Topology: clusterTopology(t), Out: out, Rotate: []string{"broker2"}})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{brokerFile("broker2", "broker.seed"), brokerFile("broker2", "broker.jwt"), brokerFile("broker2", "tls.key"),
+		brokerFile("broker2", "tls.crt"), brokerFile("broker2", brokerConfig)}, res.Replaced)
+}
+
+func TestBrokerNamedLikeARoleDirectory(t *testing.T) {
+	b := strings.Replace(string(topology.DefaultJSON()), `"name": "broker"`, `"name": "operator"`, 1)
+	topo, err := topology.Parse([]byte(b), "test.json")
+	require.NoError(t, err)
+	_, err = Run(Options{Topology: topo, Out: t.TempDir()})
+	assert.ErrorContains(t, err, `broker "operator": its credentials would share the directory "operator"`)
 }
 
 func TestServerSettingsParseUpstream(t *testing.T) {
@@ -380,7 +505,7 @@ func TestRolesHoldOnlyTheirOwnSecrets(t *testing.T) {
 	out, _ := bootstrap(t, Options{})
 	issuerSeed := string(read(t, out, fileIssuerSeed))
 	userPw := string(read(t, out, userPasswordFile("admin")))
-	for _, dir := range Dirs() {
+	for _, dir := range Dirs(defaultTopology(t)) {
 		if dir == DirIssuer || dir == DirOperator {
 			continue
 		}
@@ -449,7 +574,7 @@ func TestRotation(t *testing.T) {
 
 	res, err := Run(Options{Topology: topo, Out: out, Rotate: []string{"broker"}})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"broker/broker.seed", "broker/broker.jwt", "broker/tls.key", "broker/tls.crt", fileBrokerConfig}, res.Replaced)
+	assert.ElementsMatch(t, []string{"broker/broker.seed", "broker/broker.jwt", "broker/tls.key", "broker/tls.crt", brokerFile("broker", brokerConfig)}, res.Replaced)
 	after := snapshot(t, out)
 	assert.NotEqual(t, before["broker/broker.seed"], after["broker/broker.seed"])
 	assert.Equal(t, before[fileIssuerSeed], after[fileIssuerSeed])
@@ -460,7 +585,7 @@ func TestRotation(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, res.Replaced, "aaa/chain-signer.jwt")
 	assert.Contains(t, res.Replaced, fileProvisioningJWT)
-	assert.Contains(t, res.Replaced, fileBrokerConfig)
+	assert.Contains(t, res.Replaced, brokerFile("broker", brokerConfig))
 	assert.NotContains(t, res.Replaced, "aaa/chain-signer.seed")
 	assert.NotContains(t, res.Replaced, fileSystemPassword)
 	rotated := snapshot(t, out)
@@ -605,7 +730,7 @@ func TestOutputNamesWhatItWrote(t *testing.T) {
 	}
 	_, err = o.UserPassword("nobody")
 	assert.ErrorContains(t, err, "reading the password of nobody")
-	for _, d := range Dirs() {
+	for _, d := range Dirs(topo) {
 		st, err := os.Stat(o.Role(d))
 		require.NoError(t, err)
 		assert.True(t, st.IsDir(), d)

@@ -12,7 +12,8 @@ type Output struct{ Dir string }
 
 func (o Output) file(rel string) string { return filepath.Join(o.Dir, filepath.FromSlash(rel)) }
 
-// Role is the directory of one role's files (DirBroker, DirClient, …).
+// Role is the directory of one role's files (DirClient, DirAAA, …, or a
+// broker's BrokerDir).
 func (o Output) Role(dir string) string { return o.file(dir) }
 
 // IssuerPublic is the organisation issuer's public key, hex encoded.

@@ -59,10 +59,28 @@ func adapterTopic(subject string) (string, error) {
 	return strings.TrimSuffix(subject, ">") + "%s", nil
 }
 
-func (s *state) renderBroker() ([]byte, error) {
+// renderBrokers is the record of the brokers the configurations name:
+// their client URLs and cluster routes.
+func (s *state) renderBrokers() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# The brokers every configuration here names, written by choria-bootstrap;\n# when the topology's differ, those configurations are rendered again.\n")
+	for _, u := range s.topo.BrokerURLs() {
+		fmt.Fprintf(&b, "client %s\n", u)
+	}
+	for _, p := range s.topo.BrokerPeers() {
+		fmt.Fprintf(&b, "peer %s\n", p)
+	}
+	fmt.Fprintf(&b, "replicas %d\n", s.topo.StreamReplicas())
+	return b.Bytes(), nil
+}
+
+// brokerHosts is the brokers' client addresses as Choria's
+// middleware_hosts lists them.
+func brokerHosts(t *topology.Topology) string { return strings.Join(t.BrokerAddresses(), ",") }
+
+func (s *state) renderBroker(host topology.Host) ([]byte, error) {
 	t := s.topo
 	dir := t.Roles[topology.RoleBroker].ConfigDir
-	host := t.MustHost(topology.RoleBroker)
 	topic, err := adapterTopic(t.Streams.Registration.Subjects[0])
 	if err != nil {
 		return nil, err
@@ -74,18 +92,36 @@ func (s *state) renderBroker() ([]byte, error) {
 	c.set("plugin.choria.broker_network", "true")
 	c.set("plugin.choria.network.client_port", strconv.Itoa(t.Ports.BrokerClient))
 	c.set("plugin.choria.network.peer_port", strconv.Itoa(t.Ports.BrokerCluster))
+	if peers := t.BrokerPeers(); len(peers) > 0 {
+		// NATS routes between the brokers, and JetStream over them. No
+		// peer_user/peer_password: go-choria v0.30.2 makes them required of
+		// incoming routes but drops user information from the peers it
+		// dials (srvcache.StringHostsToServers), so every route would be
+		// refused (README, "Cluster").
+		c.set("plugin.choria.network.peers", strings.Join(peers, ","))
+	}
 	c.set("plugin.choria.network.stream.store", path.Join(t.Roles[topology.RoleBroker].StateDir, "streams"))
-	// With replicas left at -1 the broker waits a random 10-70 s before it
-	// creates its system streams (CHORIA_EVENTS, ...), to count its cluster
-	// peers; the topology says how many brokers there are.
-	replicas := strconv.Itoa(brokerCount(t))
+	// A broker creates its system streams (CHORIA_EVENTS, ...) once, when
+	// it starts. With replicas left at -1 it waits a random 10-70 s first,
+	// then gives them one replica per peer it is configured with; with a
+	// number it tries at once. A single broker is given 1, so its streams
+	// exist as soon as it serves. A cluster's brokers all start before
+	// they have elected a JetStream meta leader, so an attempt at once
+	// fails on every one of them ("context deadline exceeded") and is not
+	// tried again: they are given -1, which counts the topology's brokers
+	// (the peers listed) after the wait.
+	replicas := "1"
+	if t.Clustered() {
+		replicas = "-1"
+	}
 	for _, k := range []string{"event", "machine", "advisory", "leader_election", "executor"} {
 		c.set("plugin.choria.network.stream."+k+"_replicas", replicas)
 	}
 	c.set("plugin.choria.network.system.user", systemUser)
 	c.set("plugin.choria.network.system.password", s.text(fileSystemPassword))
 	c.set("plugin.choria.network.provisioning.client_password", s.text(fileProvisioningPassword))
-	c.set("plugin.choria.middleware_hosts", t.BrokerURL())
+	// its adapters connect to the broker they run in
+	c.set("plugin.choria.middleware_hosts", hostPort(t.FQDN(host.Name), t.Ports.BrokerClient))
 	c.set("plugin.choria.use_srv", "false")
 	c.set("plugin.security.provider", "choria")
 	c.set("plugin.security.choria.certificate", path.Join(dir, "tls.crt"))
@@ -102,23 +138,13 @@ func (s *state) renderBroker() ([]byte, error) {
 	return c.bytes("Choria Broker"), nil
 }
 
-func brokerCount(t *topology.Topology) int {
-	n := 0
-	for _, h := range t.Hosts {
-		if h.Role == topology.RoleBroker {
-			n++
-		}
-	}
-	return n
-}
-
 func (s *state) renderClient() ([]byte, error) {
 	t := s.topo
 	aaa := t.MustHost(topology.RoleAAA)
 	var c conf
 	c.set("loglevel", "warn")
 	c.set("plugin.choria.discovery.broadcast.windowed_timeout", "true")
-	c.set("plugin.choria.middleware_hosts", hostPort(t.FQDN(t.MustHost(topology.RoleBroker).Name), t.Ports.BrokerClient))
+	c.set("plugin.choria.middleware_hosts", brokerHosts(t))
 	c.set("plugin.choria.use_srv", "false")
 	c.set("plugin.choria.security.request_signer.service", "true")
 	c.set("plugin.login.aaasvc.login.url", fmt.Sprintf("https://%s/choria/v1/login", hostPort(t.FQDN(aaa.Name), t.Ports.AAALogin)))
@@ -140,7 +166,7 @@ func (s *state) serverSettings() (*conf, error) {
 	var c conf
 	c.set("loglevel", "info")
 	c.set("plugin.choria.server.provision", "false")
-	c.set("plugin.choria.middleware_hosts", t.BrokerURL())
+	c.set("plugin.choria.middleware_hosts", strings.Join(t.BrokerURLs(), ","))
 	c.set("plugin.choria.use_srv", "false")
 	c.set("rpcauthorization", "1")
 	c.set("rpcauthprovider", "aaasvc")
@@ -232,7 +258,7 @@ func (s *state) renderProvisionerChoria() ([]byte, error) {
 	c.set("plugin.security.provider", "choria")
 	c.set("plugin.security.choria.token_file", path.Join(dir, "signer.jwt"))
 	c.set("plugin.security.choria.seed_file", path.Join(dir, "signer.seed"))
-	c.set("plugin.choria.middleware_hosts", hostPort(t.FQDN(t.MustHost(topology.RoleBroker).Name), t.Ports.BrokerClient))
+	c.set("plugin.choria.middleware_hosts", brokerHosts(t))
 	c.set("plugin.choria.use_srv", "false")
 	return c.bytes("Choria Provisioner's Choria client"), nil
 }
@@ -246,7 +272,7 @@ func (s *state) renderAAAChoria() ([]byte, error) {
 	c.set("plugin.security.provider", "choria")
 	c.set("plugin.security.choria.seed_file", path.Join(dir, "signer-service.seed"))
 	c.set("plugin.security.choria.token_file", path.Join(dir, "signer-service.jwt"))
-	c.set("plugin.choria.middleware_hosts", hostPort(t.FQDN(t.MustHost(topology.RoleBroker).Name), t.Ports.BrokerClient))
+	c.set("plugin.choria.middleware_hosts", brokerHosts(t))
 	c.set("plugin.choria.use_srv", "false")
 	return c.bytes("AAA service's Choria client"), nil
 }
@@ -328,7 +354,7 @@ func (s *state) renderReplicator() ([]byte, error) {
 		"streams": []map[string]any{{
 			"stream":           t.Streams.Registration.Name,
 			"start_sequence":   1,
-			"source_url":       t.BrokerURL(),
+			"source_url":       strings.Join(t.BrokerURLs(), ","),
 			"target_url":       t.NATSURL(),
 			"inspect_field":    "sender",
 			"inspect_duration": "20m",
@@ -339,7 +365,7 @@ func (s *state) renderReplicator() ([]byte, error) {
 		}},
 		"heartbeats": map[string]any{
 			"interval": s.timings.ReplicatorHeartbeat.String(),
-			"url":      t.BrokerURL(),
+			"url":      strings.Join(t.BrokerURLs(), ","),
 			"headers":  map[string]string{"from": "choria_" + strings.ToLower(t.Streams.ReplicatorName)},
 			"choria":   choria,
 			"subjects": []map[string]string{{"subject": t.Streams.MonitorSubject}},
