@@ -72,6 +72,9 @@ type Supervised struct {
 	restarts int
 	lastExit string
 	cmd      *exec.Cmd
+	// held keeps the process down once it dies, until Resume
+	held   bool
+	resume chan struct{}
 }
 
 // Snapshot is a process's state, as lab.json publishes it.
@@ -98,7 +101,7 @@ func (s *Supervisor) Start(host Host, p Program) (*Supervised, error) {
 	if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
 		return nil, fmt.Errorf("creating log directory for %s on %s: %w", p.Name, host.Name(), err)
 	}
-	sp := &Supervised{Host: host.Name(), Program: p}
+	sp := &Supervised{Host: host.Name(), Program: p, resume: make(chan struct{}, 1)}
 	if err := s.launch(host, sp); err != nil {
 		return nil, err
 	}
@@ -194,13 +197,26 @@ func (s *Supervisor) watch(host Host, sp *Supervised) {
 		sp.restarts++
 		sp.lastExit = status
 		sp.pid = 0
+		held := sp.held
 		sp.mu.Unlock()
-		s.log.Warn(fmt.Sprintf("%s on %s died (%s); restarting in %s", sp.Program.Name, sp.Host, status, backoff))
+		s.notify()
+		if held {
+			s.log.Warn(fmt.Sprintf("%s on %s died (%s); held down until resumed", sp.Program.Name, sp.Host, status))
+			select {
+			case <-s.stopped:
+				return
+			case <-sp.resume:
+			}
+			// started at once, as `systemctl start` does
+			backoff = 0
+		} else {
+			s.log.Warn(fmt.Sprintf("%s on %s died (%s); restarting in %s", sp.Program.Name, sp.Host, status, backoff))
+		}
 		for {
 			if !s.sleep(backoff) {
 				return
 			}
-			backoff = min(backoff*2, maxBackoff)
+			backoff = min(max(backoff*2, minBackoff), maxBackoff)
 			err := s.launch(host, sp)
 			if err == nil {
 				break
@@ -225,6 +241,52 @@ func (sp *Supervised) Restarts() int {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	return sp.restarts
+}
+
+// Kill sends sig to the process's group at once, as `systemctl kill` does
+// (SIGKILL: `kill -9` of everything the service runs). With hold the
+// supervisor keeps the process down once it dies, until Resume: a service
+// stopped, not merely crashed.
+func (sp *Supervised) Kill(sig syscall.Signal, hold bool) {
+	sp.mu.Lock()
+	sp.held = hold
+	sp.mu.Unlock()
+	select {
+	case <-sp.resume: // a Resume from before does not end this hold
+	default:
+	}
+	sp.signal(sig)
+}
+
+// Resume ends a hold: a process held down starts again at once; one still
+// running is restarted as usual when it next dies.
+func (sp *Supervised) Resume() {
+	sp.mu.Lock()
+	sp.held = false
+	sp.mu.Unlock()
+	select {
+	case sp.resume <- struct{}{}:
+	default:
+	}
+}
+
+// Running tells whether the process runs now.
+func (sp *Supervised) Running() bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.pid != 0
+}
+
+// Find returns the supervised process named name on host.
+func (s *Supervisor) Find(host, name string) (*Supervised, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range s.procs {
+		if sp.Host == host && sp.Program.Name == name {
+			return sp, nil
+		}
+	}
+	return nil, fmt.Errorf("no process %s on host %s", name, host)
 }
 
 // Snapshots returns every process's state, in the order they were started.

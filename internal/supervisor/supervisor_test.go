@@ -85,6 +85,41 @@ func TestStopKillsWhatIgnoresTerm(t *testing.T) {
 	assert.Zero(t, sp.Restarts())
 }
 
+// Kill with hold keeps a killed process down, as a stopped unit, until
+// Resume starts it again at once; without hold it is restarted as after
+// any death.
+func TestKillHoldsUntilResumed(t *testing.T) {
+	var logs bytes.Buffer
+	s := New(clilog.New(&logs, "test", slog.LevelInfo))
+	defer s.Stop()
+	p := shell(t, "service", "echo run; exec sleep 600")
+	_, err := s.Start(machine{}, p)
+	require.NoError(t, err)
+	sp, err := s.Find("machine", "service")
+	require.NoError(t, err)
+	_, err = s.Find("machine", "other")
+	assert.ErrorContains(t, err, "no process other on host machine")
+	runs := func() int { return strings.Count(readLog(p), "run\n") }
+	require.Eventually(t, func() bool { return runs() == 1 && sp.Running() }, 5*time.Second, 20*time.Millisecond)
+
+	sp.Resume() // a Resume before the hold does not end it
+	sp.Kill(syscall.SIGKILL, true)
+	require.Eventually(t, func() bool { return !sp.Running() }, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(time.Second) // four times the shortest back-off
+	assert.Equal(t, 1, runs(), "a held process stays down")
+	assert.Equal(t, "signal: killed", s.Snapshots()[0].LastExit)
+	assert.Contains(t, logs.String(), "service on machine died (signal: killed); held down until resumed")
+
+	resumed := time.Now()
+	sp.Resume()
+	require.Eventually(t, func() bool { return runs() == 2 && sp.Running() }, 5*time.Second, 10*time.Millisecond)
+	assert.Less(t, time.Since(resumed), time.Second, "started at once")
+	assert.Equal(t, 1, sp.Restarts())
+
+	sp.Kill(syscall.SIGKILL, false)
+	require.Eventually(t, func() bool { return runs() == 3 }, 5*time.Second, 20*time.Millisecond, "restarted as after any death")
+}
+
 // A program that cannot start is an error naming it, and nothing is supervised.
 func TestStartFailureNamesTheProgram(t *testing.T) {
 	s := New(slog.New(slog.DiscardHandler))
