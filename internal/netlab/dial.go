@@ -37,6 +37,28 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	return conn, nil
 }
 
+// DialAnchor dials a literal address from inside the network namespace of
+// the host whose anchor is anchorPID: for the lab's sub-commands that run
+// beside its owner (status), which hold no Lab, only its published state.
+func DialAnchor(ctx context.Context, anchorPID int, network, addr string) (net.Conn, error) {
+	ns, err := openNetNSFile(anchorPID)
+	if err != nil {
+		return nil, fmt.Errorf("netlab: anchor %d: %w", anchorPID, err)
+	}
+	defer ns.Close()
+	var conn net.Conn
+	err = ns.do(func() error {
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlab: anchor %d: dial %s %s: %w", anchorPID, network, addr, err)
+	}
+	return conn, nil
+}
+
 // Listen listens inside the host's network namespace: a stand-in service
 // (or a file server for the lab) served from the lab's own process. Host
 // names in addr are resolved through the host's HostsFile.

@@ -144,6 +144,69 @@ func TestIsolation(t *testing.T) {
 	before.check(t, "during the lab")
 }
 
+// Disconnect cuts a host off every network as pulled cables would: new
+// connections fail both ways, an open one hangs without closing, and after
+// Reconnect it carries on as if nothing had happened.
+func TestDisconnect(t *testing.T) {
+	requireLab(t)
+	l := up(t, refSpec(t.TempDir()))
+	for _, name := range []string{"broker", "server1"} {
+		ln, err := host(t, l, name).Listen(context.Background(), "tcp4", ":"+echoPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go echo(ln)
+	}
+	server1 := host(t, l, "server1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	open, err := server1.DialContext(ctx, "tcp4", "198.18.1.10:"+echoPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	roundTrip := func(c net.Conn, within time.Duration) error {
+		_ = c.SetDeadline(time.Now().Add(within))
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return err
+		}
+		buf := make([]byte, 5)
+		_, err := io.ReadFull(c, buf)
+		return err
+	}
+	if err := roundTrip(open, 2*time.Second); err != nil {
+		t.Fatalf("before: %v", err)
+	}
+
+	if err := l.Disconnect("broker"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exchange(server1, "198.18.1.10", time.Second); err == nil {
+		t.Error("server1 reached the disconnected broker")
+	}
+	if err := exchange(host(t, l, "broker"), "198.18.1.21", time.Second); err == nil {
+		t.Error("the disconnected broker reached server1")
+	}
+	if err := exchange(host(t, l, "client"), "198.18.2.10", time.Second); err == nil {
+		t.Error("the client reached the disconnected broker on its other network")
+	}
+	var ne net.Error
+	if err := roundTrip(open, time.Second); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("an open connection to the disconnected broker: %v, want it to hang until its deadline", err)
+	}
+
+	if err := l.Reconnect("broker"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exchange(server1, "198.18.1.10", 5*time.Second); err != nil {
+		t.Errorf("after Reconnect: %v", err)
+	}
+	if err := l.Disconnect("nosuchhost"); err == nil || !strings.Contains(err.Error(), `no host "nosuchhost"`) {
+		t.Errorf("Disconnect of an unknown host: %v", err)
+	}
+}
+
 func TestNameResolution(t *testing.T) {
 	requireLab(t)
 	dir := t.TempDir()

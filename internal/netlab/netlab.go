@@ -340,7 +340,7 @@ func wireHost(swh *netlink.Handle, bridges map[string]int, h *Host, nets []Netwo
 		ifname := "eth" + strconv.Itoa(i)
 		la := netlink.NewLinkAttrs()
 		ni := slices.IndexFunc(nets, func(n Network) bool { return n.Name == a.Network })
-		la.Name = fmt.Sprintf("h%dn%d", h.index, ni)
+		la.Name = switchEnd(h, nets, a.Network)
 		la.MasterIndex = bridges[a.Network]
 		la.Flags = net.FlagUp
 		veth := &netlink.Veth{LinkAttrs: la, PeerName: ifname, PeerNamespace: netlink.NsFd(hns.fd)}
@@ -361,6 +361,46 @@ func wireHost(swh *netlink.Handle, bridges map[string]int, h *Host, nets []Netwo
 		}
 	}
 	return nil
+}
+
+// Disconnect cuts every network link of the host, as pulling its cables
+// would: the switch ends of its veths go down, so nothing passes either
+// way and its connections hang rather than close. Reconnect undoes it.
+func (l *Lab) Disconnect(host string) error { return l.setLinks(host, false) }
+
+// Reconnect brings a disconnected host's links back up.
+func (l *Lab) Reconnect(host string) error { return l.setLinks(host, true) }
+
+func (l *Lab) setLinks(host string, up bool) error {
+	h, ok := l.byName[host]
+	if !ok {
+		return fmt.Errorf("netlab: no host %q", host)
+	}
+	swh, err := l.sw.netlink()
+	if err != nil {
+		return fmt.Errorf("netlab: switch: %w", err)
+	}
+	defer swh.Close()
+	for _, a := range h.spec.Addresses {
+		name := switchEnd(h, l.spec.Networks, a.Network)
+		link, err := swh.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("netlab: host %q: look up %s: %w", host, name, err)
+		}
+		set, what := swh.LinkSetDown, "down"
+		if up {
+			set, what = swh.LinkSetUp, "up"
+		}
+		if err := set(link); err != nil {
+			return fmt.Errorf("netlab: host %q: set %s %s: %w", host, name, what, err)
+		}
+	}
+	return nil
+}
+
+// switchEnd is the name of the host's veth end on network's bridge.
+func switchEnd(h *Host, nets []Network, network string) string {
+	return fmt.Sprintf("h%dn%d", h.index, slices.IndexFunc(nets, func(n Network) bool { return n.Name == network }))
 }
 
 // Host returns the host named name.
