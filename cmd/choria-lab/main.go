@@ -35,6 +35,7 @@ func main() {
 
 	up := app.Command("up", "Build the lab and supervise it until Ctrl-C or `choria-lab down`").Default()
 	servers := up.Flag("servers", "Number of Choria servers").Default("10").Int()
+	brokers := up.Flag("brokers", "Number of Choria brokers (default: the topology's, one); more than one is a cluster, its streams replicated").PlaceHolder("N").Int()
 	reference := up.Flag("reference-timings", "Keep the reference's intervals (registration, facts, plugins) instead of the lab's short ones").UnNegatableBool()
 	topoFile := up.Flag("topology", "Topology file (default: the built-in one)").PlaceHolder("FILE").String()
 	binDirs := up.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
@@ -62,6 +63,7 @@ func main() {
 
 	bench := app.Command("bench", "Bring up fresh labs and measure them: seconds to broker ready, all provisioned, all answering ping; provisioning rate; peak memory")
 	benchServers := bench.Flag("servers", "Server counts to measure (repeatable)").Default("10", "50").Ints()
+	benchBrokers := bench.Flag("brokers", "Number of Choria brokers (default: the topology's, one)").PlaceHolder("N").Int()
 	benchBinDirs := bench.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
 
 	walk := app.Command("walkthrough", "Run the reference README's walkthrough (walkthrough/scenario.json) against the running lab, one line per step")
@@ -90,7 +92,7 @@ func main() {
 	code := 0
 	switch cmd {
 	case up.FullCommand():
-		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, NixOSLike: *nixosLike, Timeout: *timeout, Log: log})
+		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, Brokers: *brokers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, NixOSLike: *nixosLike, Timeout: *timeout, Log: log})
 	case down.FullCommand():
 		err = runDown(layout, *purge)
 	case shell.FullCommand():
@@ -104,12 +106,13 @@ func main() {
 		var st *lab.State
 		if st, err = lab.ReadState(layout); err == nil {
 			lab.WriteStatus(os.Stdout, layout, st)
+			err = writeCluster(ctx, st)
 		}
 	case logs.FullCommand():
 		err = lab.WriteLogs(os.Stdout, layout, *logsHost, *follow, ctx.Done())
 	case bench.FullCommand():
 		var results []lab.BenchResult
-		results, err = lab.Bench(ctx, lab.Options{Dir: *dir, BinDirs: *benchBinDirs, Timeout: 5 * time.Minute, Log: log}, *benchServers)
+		results, err = lab.Bench(ctx, lab.Options{Dir: *dir, Brokers: *benchBrokers, BinDirs: *benchBinDirs, Timeout: 5 * time.Minute, Log: log}, *benchServers)
 		lab.WriteBench(os.Stdout, results)
 	case walk.FullCommand():
 		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
@@ -136,6 +139,18 @@ func runUp(ctx context.Context, o lab.Options) error {
 	fmt.Println("\nchoria-lab: stopping")
 	r.Down()
 	fmt.Println("choria-lab: stopped; no process, namespace, bridge or mount of the lab is left (credentials kept in " + o.Dir + ")")
+	return nil
+}
+
+// writeCluster adds the cluster's routes and meta leader to the status of
+// a lab with more than one broker.
+func writeCluster(ctx context.Context, st *lab.State) error {
+	views, err := lab.ClusterViews(ctx, st)
+	if err != nil || len(views) < 2 {
+		return err
+	}
+	fmt.Println()
+	lab.WriteCluster(os.Stdout, st, views)
 	return nil
 }
 

@@ -23,6 +23,9 @@ type Options struct {
 	Dir string
 	// Servers overrides the topology's server count when positive.
 	Servers int
+	// Brokers overrides the topology's broker count when positive: more
+	// than one is a cluster.
+	Brokers int
 	// ReferenceTimings keeps the reference's intervals instead of the lab's short ones.
 	ReferenceTimings bool
 	TopologyFile     string
@@ -91,7 +94,7 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 			return nil, fmt.Errorf("topology file: %w", err)
 		}
 	}
-	topo, err := loadTopology(o.TopologyFile, o.Servers)
+	topo, err := loadTopology(o.TopologyFile, o.Servers, o.Brokers)
 	if err != nil {
 		return nil, err
 	}
@@ -181,11 +184,20 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 		return nil, err
 	}
 	r.Phases.Broker = time.Since(start)
-	log.Info(fmt.Sprintf("broker ready (%s)", round(r.Phases.Broker)))
+	if topo.Clustered() {
+		log.Info(fmt.Sprintf("brokers ready: a cluster of %d, streams replicated %d times (%s)", topo.Brokers.Count, topo.StreamReplicas(), round(r.Phases.Broker)))
+	} else {
+		log.Info(fmt.Sprintf("broker ready (%s)", round(r.Phases.Broker)))
+	}
 	var services []string
 	for _, role := range []string{topology.RoleNATS, topology.RolePlugins, topology.RoleProvisioner, topology.RoleAAA, topology.RoleReplicator} {
 		if err := r.startRole(ctx, role); err != nil {
 			return nil, err
+		}
+		if role == topology.RoleNATS {
+			if err := r.makeTargetStream(ctx); err != nil {
+				return nil, err
+			}
 		}
 		services = append(services, role)
 	}
@@ -198,6 +210,12 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	if err := r.waitProvisioned(ctx); err != nil {
 		return nil, err
 	}
+	if topo.Clustered() {
+		if err := r.waitSystemStreams(ctx); err != nil {
+			return nil, err
+		}
+		log.Info(fmt.Sprintf("the cluster's system streams are made (%s)", round(time.Since(start))))
+	}
 	r.Phases.Provisioned = time.Since(start)
 	r.state.Ready = true
 	if err := r.saveState(); err != nil {
@@ -206,13 +224,20 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	return r, nil
 }
 
-func loadTopology(file string, servers int) (*topology.Topology, error) {
+func loadTopology(file string, servers, brokers int) (*topology.Topology, error) {
 	t, err := topology.LoadOrDefault(file)
 	if err != nil {
 		return nil, err
 	}
 	if servers > 0 {
-		return t.WithServers(servers)
+		if t, err = t.WithServers(servers); err != nil {
+			return nil, err
+		}
+	}
+	if brokers > 0 {
+		if t, err = t.WithBrokers(brokers); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
 }

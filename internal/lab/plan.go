@@ -186,7 +186,7 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 
 	switch h.Role {
 	case topology.RoleBroker:
-		spec.Binds = append(spec.Binds, config(bootstrap.DirBroker), state)
+		spec.Binds = append(spec.Binds, config(bootstrap.BrokerDir(h.Name)), state)
 		hp.Processes = []Process{{Name: "broker", Argv: []string{pr.Choria, "broker", "run", "--config", path.Join(role.ConfigDir, "broker.conf")}, Ready: own(t.Ports.BrokerClient)}}
 	case topology.RoleNATS:
 		// as nixpkgs' services.nats runs it: its settings as JSON, -c
@@ -317,4 +317,20 @@ func NATSSettings(t *topology.Topology, h topology.Host) map[string]any {
 		"http_port":   t.Ports.NATSMonitor,
 		"jetstream":   map[string]any{"store_dir": t.Roles[topology.RoleNATS].StateDir},
 	}
+}
+
+// NATSTargetStreamArgs is the natscli command line (after `nats`) that
+// makes the Stream Replicator's target stream on the NATS host, or nil
+// where the replicator makes it itself, as a copy of its source's
+// configuration. A cluster's source has three replicas, which the one
+// NATS server refuses ("replicas > 1 not supported in non-clustered
+// mode"): there the stream is made first, with one replica, and the
+// replicator uses it as it is.
+func NATSTargetStreamArgs(t *topology.Topology) []string {
+	if t.StreamReplicas() == 1 {
+		return nil
+	}
+	s := t.Streams.Registration
+	return []string{"--server", "nats://" + netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(t.Ports.NATSClient)).String(),
+		"stream", "add", s.Name, "--subjects", strings.Join(s.Subjects, ","), "--storage", "file", "--replicas", "1", "--defaults"}
 }

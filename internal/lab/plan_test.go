@@ -113,6 +113,33 @@ func TestPlanMounts(t *testing.T) {
 	}
 }
 
+// A cluster's brokers each run as the one broker does, each with its own
+// credentials at the role's paths, and are started together.
+func TestPlanCluster(t *testing.T) {
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	single := testPlan(t, 2)
+	assert.Nil(t, NATSTargetStreamArgs(single.Topology), "one broker: the replicator makes its target stream")
+
+	topo, err = topo.Cluster()
+	require.NoError(t, err)
+	p, err := NewPlan(PlanOptions{Topology: topo, Layout: Layout{Dir: "/lab"}, Programs: testPrograms()})
+	require.NoError(t, err)
+	var order []string
+	for _, h := range p.Hosts[:4] {
+		order = append(order, h.Host.Name)
+	}
+	assert.Equal(t, []string{"broker", "broker2", "broker3", "nats"}, order)
+	for _, name := range []string{"broker", "broker2", "broker3"} {
+		h := host(t, p, name)
+		assert.Equal(t, []string{"/opt/up/choria", "broker", "run", "--config", "/etc/choria-broker/broker.conf"}, h.Processes[0].Argv)
+		assert.Contains(t, h.Spec.Binds, netlab.Bind{Source: "/lab/credentials/" + name, Target: "/etc/choria-broker", ReadOnly: true})
+		assert.Equal(t, "choria-broker", h.Account.Name)
+	}
+	assert.Equal(t, []string{"--server", "nats://127.0.0.1:4222", "stream", "add", "CHORIA_REGISTRATION", "--subjects", "choria.node_metadata.>",
+		"--storage", "file", "--replicas", "1", "--defaults"}, NATSTargetStreamArgs(topo), "the one NATS server cannot hold a copy of an R3 stream")
+}
+
 func TestHostsFileResolvesReachableAddresses(t *testing.T) {
 	p := testPlan(t, 2)
 	lookup := func(from, name string) string {

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,4 +112,35 @@ func (r *Running) waitProvisioned(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// makeTargetStream makes the replicator's target stream on the NATS host
+// where the replicator cannot (NATSTargetStreamArgs), as the NATS
+// service's user.
+func (r *Running) makeTargetStream(ctx context.Context) error {
+	args := NATSTargetStreamArgs(r.Plan.Topology)
+	if args == nil {
+		return nil
+	}
+	for _, hp := range r.Plan.Hosts {
+		if hp.Host.Role != topology.RoleNATS {
+			continue
+		}
+		h, ok := r.net.Host(hp.Host.Name)
+		if !ok {
+			return fmt.Errorf("host %s is missing from the network", hp.Host.Name)
+		}
+		p := Process{Name: "nats-target-stream", Argv: append([]string{r.progs.NATS}, args...), Account: hp.Account}
+		argv := p.commandLine(r.progs.Setpriv)
+		cmd := h.Command(ctx, argv[0], argv[1:]...)
+		cmd.Env = r.Plan.Env
+		if hp.Account != nil {
+			cmd.Env = append(slices.Clone(cmd.Env), hp.Account.Env()...)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("making the replicator's target stream %s on %s: %w: %s", r.Plan.Topology.Streams.Registration.Name, hp.Host.Name, err, strings.TrimSpace(string(out)))
+		}
+		r.log.Info(fmt.Sprintf("stream %s made on %s with one replica, for the replicator to copy the cluster's into", r.Plan.Topology.Streams.Registration.Name, hp.Host.Name))
+	}
+	return nil
 }

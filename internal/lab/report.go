@@ -3,8 +3,10 @@ package lab
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -100,12 +102,11 @@ func serverHealth(l Layout, h HostState) string {
 	if !l.Provisioned(h.Name) {
 		return "unprovisioned"
 	}
-	b, err := os.ReadFile(h.StatusFile)
-	if err != nil {
+	s, err := readServerStatus(h.StatusFile)
+	if errors.Is(err, fs.ErrNotExist) {
 		return "provisioned, no status yet"
 	}
-	var s serverStatus
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err != nil {
 		return "provisioned, status unreadable"
 	}
 	switch {
@@ -116,6 +117,19 @@ func serverHealth(l Layout, h HostState) string {
 	default:
 		return "provisioned, connected to " + s.ConnectedServer
 	}
+}
+
+// readServerStatus reads a server's status file.
+func readServerStatus(file string) (*serverStatus, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var s serverStatus
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return &s, nil
 }
 
 // WriteLogs prints a host's process logs; with follow it keeps printing

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,4 +53,31 @@ func TestWriteStatus(t *testing.T) {
 	assert.Regexp(t, `server2 +server +server +\d+ +0 +unprovisioned`, out)
 	assert.Regexp(t, `aaa +aaa +aaasvc +0 +3 +down \(exit status 1\)`, out)
 	assert.Regexp(t, `broker +broker +broker +\d+ +0 +up`, out)
+}
+
+func TestWriteCluster(t *testing.T) {
+	dir := t.TempDir()
+	status := func(name, broker string) string {
+		f := filepath.Join(dir, name+".json")
+		require.NoError(t, os.WriteFile(f, []byte(`{"connected_server":"nats://`+broker+`:4222"}`), 0o644))
+		return f
+	}
+	st := &State{Hosts: []HostState{
+		{Name: "broker", Role: "broker", FQDN: "broker.choria.local"},
+		{Name: "broker2", Role: "broker", FQDN: "broker2.choria.local"},
+		{Name: "broker3", Role: "broker", FQDN: "broker3.choria.local"},
+		{Name: "server1", Role: "server", StatusFile: status("server1", "broker2.choria.local")},
+		{Name: "server2", Role: "server", StatusFile: status("server2", "broker2.choria.local")},
+		{Name: "server3", Role: "server", StatusFile: status("server3", "broker.choria.local")},
+	}}
+	var b strings.Builder
+	WriteCluster(&b, st, []BrokerView{
+		{Broker: "broker", Routes: []string{"broker2.choria.local", "broker3.choria.local"}, MetaLeader: "broker2.choria.local"},
+		{Broker: "broker2", Routes: []string{"broker.choria.local"}, MetaLeader: "broker2.choria.local"},
+		{Broker: "broker3", Err: errors.New("asking the broker's monitoring port for /routez: connection refused")},
+	})
+	out := b.String()
+	assert.Regexp(t, `broker +broker2.choria.local, broker3.choria.local +broker2.choria.local +1\n`, out)
+	assert.Regexp(t, `broker2 +broker.choria.local +broker2.choria.local +2\n`, out)
+	assert.Regexp(t, `broker3 +asking the broker's monitoring port for /routez: connection refused +0\n`, out)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
 	"github.com/reproducible-choria/deployment/internal/supervisor"
+	"github.com/reproducible-choria/deployment/topology"
 )
 
 // State is what a running lab publishes in lab.json for the other
@@ -74,6 +75,16 @@ func ReadState(l Layout) (*State, error) {
 		return nil, fmt.Errorf("%w in %s (its supervisor, pid %d, is gone: lab.json is left from a lab that did not stop)", ErrNotRunning, l.Dir, st.PID)
 	}
 	return &st, nil
+}
+
+// Topology is the topology the lab runs: its file (or the built-in one)
+// with the lab's numbers of brokers and servers.
+func (s *State) Topology() (*topology.Topology, error) {
+	roles := map[string]int{}
+	for _, h := range s.Hosts {
+		roles[h.Role]++
+	}
+	return loadTopology(s.TopologyFile, roles[topology.RoleServer], roles[topology.RoleBroker])
 }
 
 // Host finds a host by short name or FQDN.
