@@ -141,6 +141,7 @@ func TopologyVars(t *topology.Topology) Vars {
 		"stream.plugins_key":           t.Streams.PluginsKey,
 		"stream.replicator_name":       t.Streams.ReplicatorName,
 		"stream.monitor_subject":       t.Streams.MonitorSubject,
+		"stream.replicas":              strconv.Itoa(t.StreamReplicas()),
 	}
 	for name, r := range t.Roles {
 		v["role."+name+".config_dir"] = r.ConfigDir
@@ -180,8 +181,8 @@ func RunLab(ctx context.Context, o LabOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// the topology the lab was built from, for its paths
-	topo, err := topology.LoadOrDefault(st.TopologyFile)
+	// the topology the lab was built from, for its paths and brokers
+	topo, err := st.Topology()
 	if err != nil {
 		return nil, err
 	}
