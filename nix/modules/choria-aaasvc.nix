@@ -14,7 +14,13 @@ let
 
   runtimeConfig = "/run/aaasvc/aaa.conf";
   runtimeChoriaConfig = "/run/aaasvc/choria.conf";
-  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+  configPath = lib.defaultTo runtimeConfig cfg.configFile;
+
+  # aaa.conf's files; the user list is JSON, set into it as it is.
+  files = {
+    inherit (cfg) credentialFiles secretFiles;
+    jsonFiles = common.givenFiles { "userlist_authenticator.users" = cfg.usersFile; };
+  };
 
   renderConfig = pkgs.writeShellScript "aaasvc-config" (
     common.renderChoria {
@@ -29,12 +35,7 @@ let
       settings = cfg.settings // {
         choria_config = runtimeChoriaConfig;
       };
-      files = {
-        inherit (cfg) credentialFiles secretFiles;
-        jsonFiles = lib.optionalAttrs (cfg.usersFile != null) {
-          "userlist_authenticator.users" = cfg.usersFile;
-        };
-      };
+      inherit files;
       output = runtimeConfig;
     }
   );
@@ -177,79 +178,34 @@ in
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
+      (common.service {
+        name = "aaasvc";
+        description = "Choria AAA service";
+        inherit cfg renderConfig;
+        execStart = "${lib.getExe cfg.package} run --config ${configPath}";
+        after = [ "choria-broker.service" ];
+        loadCredential =
+          common.loadCredentials "" files ++ common.loadCredentials "choria-" cfg.choria;
+      })
       {
         services.choria-aaasvc = {
-          credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.tlsCertificateFile != null) { tls_certificate = cfg.tlsCertificateFile; })
-            (lib.mkIf (cfg.tlsKeyFile != null) { tls_key = cfg.tlsKeyFile; })
-            (lib.mkIf (cfg.chainSignerSeedFile != null) {
-              "userlist_authenticator.signing_key" = cfg.chainSignerSeedFile;
-            })
-            (lib.mkIf (cfg.chainSignerTokenFile != null) {
-              "userlist_authenticator.signing_token" = cfg.chainSignerTokenFile;
-            })
-            (lib.mkIf (cfg.chainSignerPublicKeyFile != null) {
-              "basicjwt_signer.signing_certificate" = cfg.chainSignerPublicKeyFile;
-            })
-            (lib.mkIf (cfg.requestSignerSeedFile != null) {
-              "basicjwt_signer.signing_seed" = cfg.requestSignerSeedFile;
-            })
-            (lib.mkIf (cfg.requestSignerTokenFile != null) {
-              "basicjwt_signer.signing_token" = cfg.requestSignerTokenFile;
-            })
-          ];
-          choria.credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.choria.seedFile != null) {
-              "plugin.security.choria.seed_file" = cfg.choria.seedFile;
-            })
-            (lib.mkIf (cfg.choria.tokenFile != null) {
-              "plugin.security.choria.token_file" = cfg.choria.tokenFile;
-            })
-          ];
-        };
-
-        systemd.services.aaasvc = {
-          description = "Choria AAA service";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "network-online.target" ];
-          after = [
-            "network-online.target"
-            "choria-broker.service"
-          ];
-
-          serviceConfig = common.hardening // {
-            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
-            ExecStart = "${lib.getExe cfg.package} run --config ${configPath}";
-            Restart = "on-failure";
-            # systemd's default 100 ms reaches its start limit in half a second
-            RestartSec = "5s";
-            User = cfg.user;
-            Group = cfg.group;
-            StateDirectory = "aaasvc";
-            StateDirectoryMode = "0750";
-            RuntimeDirectory = "aaasvc";
-            RuntimeDirectoryMode = "0750";
-            LoadCredential =
-              common.loadCredentials "" {
-                inherit (cfg) credentialFiles secretFiles;
-                jsonFiles = lib.optionalAttrs (cfg.usersFile != null) {
-                  "userlist_authenticator.users" = cfg.usersFile;
-                };
-              }
-              ++ common.loadCredentials "choria-" {
-                inherit (cfg.choria) credentialFiles secretFiles;
-              };
+          credentialFiles = common.givenFiles {
+            tls_certificate = cfg.tlsCertificateFile;
+            tls_key = cfg.tlsKeyFile;
+            "userlist_authenticator.signing_key" = cfg.chainSignerSeedFile;
+            "userlist_authenticator.signing_token" = cfg.chainSignerTokenFile;
+            "basicjwt_signer.signing_certificate" = cfg.chainSignerPublicKeyFile;
+            "basicjwt_signer.signing_seed" = cfg.requestSignerSeedFile;
+            "basicjwt_signer.signing_token" = cfg.requestSignerTokenFile;
+          };
+          choria.credentialFiles = common.givenFiles {
+            "plugin.security.choria.seed_file" = cfg.choria.seedFile;
+            "plugin.security.choria.token_file" = cfg.choria.tokenFile;
           };
         };
 
         networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.settings.port ];
       }
-      (common.systemUser {
-        inherit cfg;
-        name = "aaasvc";
-        description = "Choria AAA service";
-        home = "/var/lib/aaasvc";
-      })
     ]
   );
 }

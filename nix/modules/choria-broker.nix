@@ -13,7 +13,7 @@ let
   inherit (lib) types;
 
   runtimeConfig = "/run/choria-broker/broker.conf";
-  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+  configPath = lib.defaultTo runtimeConfig cfg.configFile;
 
   renderConfig = pkgs.writeShellScript "choria-broker-config" (
     common.renderChoria {
@@ -138,51 +138,31 @@ in
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
+      (common.service {
+        name = "choria-broker";
+        description = "Choria Broker";
+        inherit cfg renderConfig;
+        execStart = "${lib.getExe cfg.package} broker run --config ${configPath}";
+        serviceConfig = {
+          # Streams keep two files open per stream, NATS one per client.
+          LimitNOFILE = 65536;
+          # The embedded NATS server lists the interfaces (a netlink
+          # socket) to advertise its addresses when it listens on all.
+          RestrictAddressFamilies = common.hardening.RestrictAddressFamilies ++ [ "AF_NETLINK" ];
+        };
+      })
       {
         services.choria-broker = {
-          credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.seedFile != null) { "plugin.security.choria.seed_file" = cfg.seedFile; })
-            (lib.mkIf (cfg.tokenFile != null) { "plugin.security.choria.token_file" = cfg.tokenFile; })
-            (lib.mkIf (cfg.tlsCertificateFile != null) {
-              "plugin.security.choria.certificate" = cfg.tlsCertificateFile;
-            })
-            (lib.mkIf (cfg.tlsKeyFile != null) { "plugin.security.choria.key" = cfg.tlsKeyFile; })
-          ];
-          secretFiles = lib.mkMerge [
-            (lib.mkIf (cfg.issuerPublicKeyFile != null) { ${issuerKey} = cfg.issuerPublicKeyFile; })
-            (lib.mkIf (cfg.systemPasswordFile != null) {
-              "plugin.choria.network.system.password" = cfg.systemPasswordFile;
-            })
-            (lib.mkIf (cfg.provisioningPasswordFile != null) {
-              "plugin.choria.network.provisioning.client_password" = cfg.provisioningPasswordFile;
-            })
-          ];
-        };
-
-        systemd.services.choria-broker = {
-          description = "Choria Broker";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "network-online.target" ];
-          after = [ "network-online.target" ];
-
-          serviceConfig = common.hardening // {
-            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
-            ExecStart = "${lib.getExe cfg.package} broker run --config ${configPath}";
-            Restart = "on-failure";
-            # systemd's default 100 ms reaches its start limit in half a second
-            RestartSec = "5s";
-            User = cfg.user;
-            Group = cfg.group;
-            StateDirectory = "choria-broker";
-            StateDirectoryMode = "0750";
-            RuntimeDirectory = "choria-broker";
-            RuntimeDirectoryMode = "0750";
-            LoadCredential = common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; };
-            # Streams keep two files open per stream, NATS one per client.
-            LimitNOFILE = 65536;
-            # The embedded NATS server lists the interfaces (a netlink
-            # socket) to advertise its addresses when it listens on all.
-            RestrictAddressFamilies = common.hardening.RestrictAddressFamilies ++ [ "AF_NETLINK" ];
+          credentialFiles = common.givenFiles {
+            "plugin.security.choria.seed_file" = cfg.seedFile;
+            "plugin.security.choria.token_file" = cfg.tokenFile;
+            "plugin.security.choria.certificate" = cfg.tlsCertificateFile;
+            "plugin.security.choria.key" = cfg.tlsKeyFile;
+          };
+          secretFiles = common.givenFiles {
+            ${issuerKey} = cfg.issuerPublicKeyFile;
+            "plugin.choria.network.system.password" = cfg.systemPasswordFile;
+            "plugin.choria.network.provisioning.client_password" = cfg.provisioningPasswordFile;
           };
         };
 
@@ -191,12 +171,6 @@ in
           cfg.settings."plugin.choria.network.peer_port"
         ];
       }
-      (common.systemUser {
-        inherit cfg;
-        name = "choria-broker";
-        description = "Choria Broker";
-        home = "/var/lib/choria-broker";
-      })
     ]
   );
 }

@@ -14,9 +14,8 @@ let
 
   runtimeConfig = "/run/choria-provisioner/provisioner.yaml";
   runtimeChoriaConfig = "/run/choria-provisioner/choria.cfg";
-  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
-  choriaConfigPath =
-    if cfg.choriaConfigFile != null then cfg.choriaConfigFile else runtimeChoriaConfig;
+  configPath = lib.defaultTo runtimeConfig cfg.configFile;
+  choriaConfigPath = lib.defaultTo runtimeChoriaConfig cfg.choriaConfigFile;
 
   renderConfig = pkgs.writeShellScript "choria-provisioner-config" (
     lib.optionalString (cfg.configFile == null) (
@@ -160,75 +159,49 @@ in
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
+      (common.service {
+        name = "choria-provisioner";
+        description = "Choria Provisioner";
+        inherit cfg;
+        execStart = lib.escapeShellArgs [
+          (lib.getExe cfg.package)
+          "--config"
+          configPath
+          "--choria-config"
+          choriaConfigPath
+        ];
+        after = [ "choria-broker.service" ];
+        loadCredential =
+          common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; }
+          ++ common.loadCredentials "choria-" cfg.choria;
+        # Renders whichever of the two files is not given.
+        serviceConfig.ExecStartPre = renderConfig;
+      })
       {
         services.choria-provisioner = {
-          credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.signingSeedFile != null) { jwt_signing_key = cfg.signingSeedFile; })
-            (lib.mkIf (cfg.signingTokenFile != null) { jwt_signing_token = cfg.signingTokenFile; })
-          ];
-          secretFiles = lib.mkMerge [
-            (lib.mkIf (cfg.tokenFile != null) { token = cfg.tokenFile; })
-            (lib.mkIf (cfg.brokerPasswordFile != null) {
-              broker_provisioning_password = cfg.brokerPasswordFile;
-            })
-            (lib.mkIf (cfg.issuerPublicKeyFile != null) { jwt_verify_cert = cfg.issuerPublicKeyFile; })
-          ];
+          credentialFiles = common.givenFiles {
+            jwt_signing_key = cfg.signingSeedFile;
+            jwt_signing_token = cfg.signingTokenFile;
+          };
+          secretFiles = common.givenFiles {
+            token = cfg.tokenFile;
+            broker_provisioning_password = cfg.brokerPasswordFile;
+            jwt_verify_cert = cfg.issuerPublicKeyFile;
+          };
           # The provisioner's Choria identity is its signer.
-          choria.credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.signingSeedFile != null) {
-              "plugin.security.choria.seed_file" = cfg.signingSeedFile;
-            })
-            (lib.mkIf (cfg.signingTokenFile != null) {
-              "plugin.security.choria.token_file" = cfg.signingTokenFile;
-            })
-          ];
-        };
-
-        systemd.services.choria-provisioner = {
-          description = "Choria Provisioner";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "network-online.target" ];
-          after = [
-            "network-online.target"
-            "choria-broker.service"
-          ];
-          # "could not determine client identity" without it.
-          environment.USER = cfg.user;
-
-          serviceConfig = common.hardening // {
-            ExecStartPre = renderConfig;
-            ExecStart = lib.escapeShellArgs [
-              (lib.getExe cfg.package)
-              "--config"
-              configPath
-              "--choria-config"
-              choriaConfigPath
-            ];
-            Restart = "on-failure";
-            # systemd's default 100 ms reaches its start limit in half a second
-            RestartSec = "5s";
-            User = cfg.user;
-            Group = cfg.group;
-            StateDirectory = "choria-provisioner";
-            StateDirectoryMode = "0750";
-            RuntimeDirectory = "choria-provisioner";
-            RuntimeDirectoryMode = "0750";
-            LoadCredential =
-              common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; }
-              ++ common.loadCredentials "choria-" cfg.choria;
+          choria.credentialFiles = common.givenFiles {
+            "plugin.security.choria.seed_file" = cfg.signingSeedFile;
+            "plugin.security.choria.token_file" = cfg.signingTokenFile;
           };
         };
+
+        # "could not determine client identity" without it.
+        systemd.services.choria-provisioner.environment.USER = cfg.user;
 
         networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && cfg.settings ? monitor_port) [
           cfg.settings.monitor_port
         ];
       }
-      (common.systemUser {
-        inherit cfg;
-        name = "choria-provisioner";
-        description = "Choria Provisioner";
-        home = "/var/lib/choria-provisioner";
-      })
     ]
   );
 }

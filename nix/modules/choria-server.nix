@@ -133,13 +133,11 @@ in
 
   config = lib.mkIf cfg.enable {
     services.choria-server = lib.mkIf (!cfg.provisioning.enable) {
-      credentialFiles = lib.mkMerge [
-        (lib.mkIf (cfg.seedFile != null) { "plugin.security.choria.seed_file" = cfg.seedFile; })
-        (lib.mkIf (cfg.tokenFile != null) { "plugin.security.choria.token_file" = cfg.tokenFile; })
-      ];
-      secretFiles = lib.mkIf (cfg.issuerPublicKeyFile != null) {
-        ${issuerKey} = cfg.issuerPublicKeyFile;
+      credentialFiles = common.givenFiles {
+        "plugin.security.choria.seed_file" = cfg.seedFile;
+        "plugin.security.choria.token_file" = cfg.tokenFile;
       };
+      secretFiles = common.givenFiles { ${issuerKey} = cfg.issuerPublicKeyFile; };
     };
 
     environment.systemPackages = [ cfg.package ];

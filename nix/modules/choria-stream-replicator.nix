@@ -13,7 +13,7 @@ let
   inherit (lib) types;
 
   runtimeConfig = "/run/stream-replicator/sr.yaml";
-  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+  configPath = lib.defaultTo runtimeConfig cfg.configFile;
 
   renderConfig = pkgs.writeShellScript "stream-replicator-config" (
     common.renderJSON {
@@ -92,43 +92,21 @@ in
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
+      (common.service {
+        name = "stream-replicator";
+        description = "Choria Stream Replicator";
+        inherit cfg renderConfig;
+        execStart = "${lib.getExe cfg.package} replicate --config ${configPath}";
+        after = [
+          "choria-broker.service"
+          "nats.service"
+        ];
+      })
       {
-        systemd.services.stream-replicator = {
-          description = "Choria Stream Replicator";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "network-online.target" ];
-          after = [
-            "network-online.target"
-            "choria-broker.service"
-            "nats.service"
-          ];
-
-          serviceConfig = common.hardening // {
-            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
-            ExecStart = "${lib.getExe cfg.package} replicate --config ${configPath}";
-            Restart = "on-failure";
-            # systemd's default 100 ms reaches its start limit in half a second
-            RestartSec = "5s";
-            User = cfg.user;
-            Group = cfg.group;
-            StateDirectory = "stream-replicator";
-            StateDirectoryMode = "0750";
-            RuntimeDirectory = "stream-replicator";
-            RuntimeDirectoryMode = "0750";
-            LoadCredential = common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; };
-          };
-        };
-
         networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && cfg.settings ? monitor_port) [
           cfg.settings.monitor_port
         ];
       }
-      (common.systemUser {
-        inherit cfg;
-        name = "stream-replicator";
-        description = "Choria Stream Replicator";
-        home = "/var/lib/stream-replicator";
-      })
     ]
   );
 }

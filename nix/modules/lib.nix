@@ -4,7 +4,8 @@
 # to the Nix store, free of secrets; values that are secret or known only at
 # run time come from files given by path, loaded with systemd's
 # LoadCredential, and are merged in by an ExecStartPre script that writes the
-# final file into the service's RuntimeDirectory.
+# final file into the service's RuntimeDirectory. `service` builds that
+# service, with its system user.
 { lib, pkgs }:
 
 let
@@ -86,6 +87,10 @@ rec {
       '';
     };
   };
+
+  # The entries of a setting -> file map whose file option is set: named
+  # options such as `seedFile` fill credentialFiles and secretFiles so.
+  givenFiles = lib.filterAttrs (_: file: file != null);
 
   # LoadCredential entries for one configuration file's credential and
   # secret files; prefix keeps two files of one service apart.
@@ -200,18 +205,55 @@ rec {
     UMask = "0077";
   };
 
-  # A dedicated system user and group, made when the defaults are kept.
-  systemUser =
+  # A daemon role's service `name`, run as `cfg.user` (a system user and
+  # group of that name, made when the defaults are kept): sandboxed by
+  # `hardening`, started once the network is up, restarted on failure, with
+  # a state and a runtime directory of that name. Unless `cfg.configFile` is
+  # set, `renderConfig` writes the configuration before it starts.
+  # `serviceConfig` adds to or overrides what is set here.
+  service =
     {
-      cfg,
       name,
       description,
-      home,
+      cfg,
+      execStart,
+      renderConfig ? null,
+      after ? [ ],
+      loadCredential ? loadCredentials "" { inherit (cfg) credentialFiles secretFiles; },
+      serviceConfig ? { },
     }:
     {
+      systemd.services.${name} = {
+        inherit description;
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ] ++ after;
+
+        serviceConfig =
+          hardening
+          // lib.optionalAttrs (renderConfig != null) {
+            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
+          }
+          // {
+            ExecStart = execStart;
+            Restart = "on-failure";
+            # systemd's default 100 ms reaches its start limit in half a second
+            RestartSec = "5s";
+            User = cfg.user;
+            Group = cfg.group;
+            StateDirectory = name;
+            StateDirectoryMode = "0750";
+            RuntimeDirectory = name;
+            RuntimeDirectoryMode = "0750";
+            LoadCredential = loadCredential;
+          }
+          // serviceConfig;
+      };
+
       users.users = lib.mkIf (cfg.user == name) {
         ${name} = {
-          inherit description home;
+          inherit description;
+          home = "/var/lib/${name}";
           isSystemUser = true;
           group = cfg.group;
         };
