@@ -46,68 +46,53 @@ in
 
     package = lib.mkPackageOption pkgs "aaasvc" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.jsonFormat;
       description = ''
         aaasvc configuration (JSON; see <https://choria-io.github.io/aaasvc/>).
         `choria_config` is set from {option}`choriaSettings`. The user list
         (bcrypt hashes) and every key belong in {option}`credentialFiles`
         and {option}`secretFiles`, or the options that fill them.
       '';
-      type = types.submodule {
-        freeformType = common.jsonFormat.type;
-        options = {
-          port = lib.mkOption {
-            type = types.port;
-            default = 8080;
-            description = "HTTPS port of the login service.";
+      options = {
+        port = lib.mkOption {
+          type = types.port;
+          default = 8080;
+          description = "HTTPS port of the login service.";
+        };
+        monitor_port = lib.mkOption {
+          type = types.port;
+          default = 8081;
+          description = "Port of the Prometheus metrics endpoint.";
+        };
+        inherit (common.settingOptions) logfile;
+        loglevel = common.settingOptions.loglevel "info";
+        authenticator = lib.mkOption {
+          type = types.str;
+          default = "userlist";
+          description = "Authenticator.";
+        };
+        authorizer = lib.mkOption {
+          type = types.str;
+          default = "opa";
+          description = "Authorizer.";
+        };
+        signer = lib.mkOption {
+          type = types.str;
+          default = "basicjwt";
+          description = "Request signer.";
+        };
+        auditors = lib.mkOption {
+          type = types.listOf types.str;
+          default = [ "logfile" ];
+          description = "Auditors.";
+        };
+        logfile_auditor = lib.mkOption {
+          type = common.jsonFormat.type;
+          default = {
+            logfile = "/var/lib/aaasvc/audit.json";
           };
-          monitor_port = lib.mkOption {
-            type = types.port;
-            default = 8081;
-            description = "Port of the Prometheus metrics endpoint.";
-          };
-          logfile = lib.mkOption {
-            type = types.str;
-            default = "stdout";
-            description = ''
-              Log file, or one of the keywords `stdout`, `stderr` and `discard`;
-              the default goes to the journal. Not `/dev/stdout`: go-choria opens
-              any other value as a file, which fails on the journal's socket.
-            '';
-          };
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "info";
-            description = "Log level.";
-          };
-          authenticator = lib.mkOption {
-            type = types.str;
-            default = "userlist";
-            description = "Authenticator.";
-          };
-          authorizer = lib.mkOption {
-            type = types.str;
-            default = "opa";
-            description = "Authorizer.";
-          };
-          signer = lib.mkOption {
-            type = types.str;
-            default = "basicjwt";
-            description = "Request signer.";
-          };
-          auditors = lib.mkOption {
-            type = types.listOf types.str;
-            default = [ "logfile" ];
-            description = "Auditors.";
-          };
-          logfile_auditor = lib.mkOption {
-            type = common.jsonFormat.type;
-            default = {
-              logfile = "/var/lib/aaasvc/audit.json";
-            };
-            description = "Settings of the log file auditor.";
-          };
+          description = "Settings of the log file auditor.";
         };
       };
     };
@@ -127,29 +112,18 @@ in
     requestSignerSeedFile = common.mkFileOption "Seed signing requests (`basicjwt_signer.signing_seed`).";
     requestSignerTokenFile = common.mkFileOption "JWT of the request signer (`basicjwt_signer.signing_token`).";
 
-    choriaSettings = lib.mkOption {
-      default = { };
+    choriaSettings = common.mkSettingsOption {
+      format = common.choriaFormat;
       description = "aaasvc's Choria configuration (`choria_config`), `key = value` lines.";
-      type = types.submodule {
-        freeformType = common.choriaFormat.type;
-        options = {
-          identity = lib.mkOption {
-            type = types.str;
-            default = config.networking.fqdnOrHostName;
-            defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
-            description = "Identity; it must match the name in the signing service's token.";
-          };
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "warn";
-            description = "Log level.";
-          };
-          "plugin.security.provider" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Security provider.";
-          };
+      options = {
+        identity = lib.mkOption {
+          type = types.str;
+          default = config.networking.fqdnOrHostName;
+          defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
+          description = "Identity; it must match the name in the signing service's token.";
         };
+        loglevel = common.settingOptions.loglevel "warn";
+        inherit (common.settingOptions) "plugin.security.provider";
       };
     };
 
@@ -158,9 +132,7 @@ in
       tokenFile = common.mkFileOption "The signing service's server JWT (`plugin.security.choria.token_file`).";
     };
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       example = "/etc/aaasvc/aaa.conf";
       description = ''
         A complete configuration to use instead of {option}`settings`, read
@@ -168,11 +140,7 @@ in
       '';
     };
 
-    openFirewall = lib.mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open the login port in the firewall.";
-    };
+    openFirewall = common.mkOpenFirewallOption "the login port";
   }
   // common.userOptions "aaasvc";
 

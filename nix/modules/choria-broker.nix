@@ -32,8 +32,8 @@ in
 
     package = lib.mkPackageOption pkgs "choria" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.choriaFormat;
       description = ''
         Broker configuration, written as `key = value` lines. See
         <https://choria.io/docs/configuration/broker/> and
@@ -43,62 +43,55 @@ in
       example = {
         "plugin.choria.network.peers" = "nats://broker1:5222,nats://broker2:5222";
       };
-      type = types.submodule {
-        freeformType = common.choriaFormat.type;
-        options = {
-          identity = lib.mkOption {
-            type = types.str;
-            default = config.networking.fqdnOrHostName;
-            defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
-            description = "The broker's identity; it must match the name in its token.";
-          };
-          loglevel = lib.mkOption {
-            type = types.enum [
-              "debug"
-              "info"
-              "warn"
-              "error"
-              "fatal"
-            ];
-            default = "info";
-            description = "Log level.";
-          };
-          "plugin.choria.broker_network" = lib.mkOption {
-            type = types.bool;
-            default = true;
-            description = "Whether to run the network broker.";
-          };
-          "plugin.choria.network.client_port" = lib.mkOption {
-            type = types.port;
-            default = 4222;
-            description = "Port for servers and clients.";
-          };
-          "plugin.choria.network.peer_port" = lib.mkOption {
-            type = types.port;
-            default = 5222;
-            description = "Port for other brokers of a cluster.";
-          };
-          "plugin.choria.stats_port" = lib.mkOption {
-            type = types.port;
-            default = 8222;
-            description = "Port of the monitoring (statistics) endpoint.";
-          };
-          "plugin.choria.network.stream.store" = lib.mkOption {
-            type = types.str;
-            default = "/var/lib/choria-broker/streams";
-            description = "Where Choria Streams keep their data; setting it enables Streams.";
-          };
-          "plugin.security.provider" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Security provider; `choria` uses ed25519 seeds and JWTs.";
-          };
-          "plugin.security.issuer.names" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Name of the organisation issuer whose tokens are trusted.";
-          };
+      options = {
+        identity = lib.mkOption {
+          type = types.str;
+          default = config.networking.fqdnOrHostName;
+          defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
+          description = "The broker's identity; it must match the name in its token.";
         };
+        loglevel = lib.mkOption {
+          type = types.enum [
+            "debug"
+            "info"
+            "warn"
+            "error"
+            "fatal"
+          ];
+          default = "info";
+          description = "Log level.";
+        };
+        "plugin.choria.broker_network" = lib.mkOption {
+          type = types.bool;
+          default = true;
+          description = "Whether to run the network broker.";
+        };
+        "plugin.choria.network.client_port" = lib.mkOption {
+          type = types.port;
+          default = 4222;
+          description = "Port for servers and clients.";
+        };
+        "plugin.choria.network.peer_port" = lib.mkOption {
+          type = types.port;
+          default = 5222;
+          description = "Port for other brokers of a cluster.";
+        };
+        "plugin.choria.stats_port" = lib.mkOption {
+          type = types.port;
+          default = 8222;
+          description = "Port of the monitoring (statistics) endpoint.";
+        };
+        "plugin.choria.network.stream.store" = lib.mkOption {
+          type = types.str;
+          default = "/var/lib/choria-broker/streams";
+          description = "Where Choria Streams keep their data; setting it enables Streams.";
+        };
+        "plugin.security.provider" = lib.mkOption {
+          type = types.str;
+          default = "choria";
+          description = "Security provider; `choria` uses ed25519 seeds and JWTs.";
+        };
+        inherit (common.settingOptions) "plugin.security.issuer.names";
       };
     };
 
@@ -116,9 +109,7 @@ in
     systemPasswordFile = common.mkFileOption "Password of the broker's system account (`plugin.choria.network.system.password`).";
     provisioningPasswordFile = common.mkFileOption "Password the provisioner connects with (`plugin.choria.network.provisioning.client_password`).";
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       example = "/etc/choria-broker/broker.conf";
       description = ''
         A complete configuration to use instead of {option}`settings`, read
@@ -128,11 +119,7 @@ in
       '';
     };
 
-    openFirewall = lib.mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open the client and peer ports in the firewall.";
-    };
+    openFirewall = common.mkOpenFirewallOption "the client and peer ports";
   }
   // common.userOptions "choria-broker";
 

@@ -30,8 +30,8 @@ in
 
     package = lib.mkPackageOption pkgs "stream-replicator" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.yamlFormat;
       description = ''
         Replicator configuration (YAML; see
         <https://github.com/choria-io/stream-replicator>), written as JSON,
@@ -53,28 +53,19 @@ in
           ];
         }
       '';
-      type = types.submodule {
-        freeformType = common.yamlFormat.type;
-        options = {
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "info";
-            description = "Log level.";
-          };
-          state_store = lib.mkOption {
-            type = types.str;
-            default = "/var/lib/stream-replicator";
-            description = "Directory where replication state is kept.";
-          };
+      options = {
+        loglevel = common.settingOptions.loglevel "info";
+        state_store = lib.mkOption {
+          type = types.str;
+          default = "/var/lib/stream-replicator";
+          description = "Directory where replication state is kept.";
         };
       };
     };
 
     inherit (common.fileOptions) credentialFiles secretFiles;
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       example = "/etc/stream-replicator/sr.yaml";
       description = ''
         A complete configuration to use instead of {option}`settings`, read
@@ -82,11 +73,7 @@ in
       '';
     };
 
-    openFirewall = lib.mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open `monitor_port` (when set) in the firewall.";
-    };
+    openFirewall = common.mkOpenFirewallOption "`monitor_port` (when set)";
   }
   // common.userOptions "stream-replicator";
 

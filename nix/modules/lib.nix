@@ -5,7 +5,8 @@
 # run time come from files given by path, loaded with systemd's
 # LoadCredential, and are merged in by an ExecStartPre script that writes the
 # final file into the service's RuntimeDirectory. `service` builds that
-# service, with its system user.
+# service, with its system user; the mk…Option functions and `settingOptions`
+# declare the options the roles share.
 { lib, pkgs }:
 
 let
@@ -282,5 +283,77 @@ rec {
       default = null;
       example = "/run/secrets/choria/file";
       inherit description;
+    };
+
+  # `settings` (RFC 42): freeform in `format`, with our defaults as the
+  # declared `options`; the other arguments (description, example) go to
+  # mkOption.
+  mkSettingsOption =
+    { format, options, ... }@args:
+    lib.mkOption (
+      removeAttrs args [ "format" "options" ]
+      // {
+        default = { };
+        type = types.submodule {
+          freeformType = format.type;
+          inherit options;
+        };
+      }
+    );
+
+  # Options of `settings` that several roles declare alike, by setting;
+  # `loglevel` takes its default.
+  settingOptions = {
+    loglevel =
+      default:
+      lib.mkOption {
+        type = types.str;
+        inherit default;
+        description = "Log level.";
+      };
+
+    logfile = lib.mkOption {
+      type = types.str;
+      default = "stdout";
+      description = ''
+        Log file, or one of the keywords `stdout`, `stderr` and `discard`;
+        the default goes to the journal. Not `/dev/stdout`: go-choria opens
+        any other value as a file, which fails on the journal's socket.
+      '';
+    };
+
+    "plugin.security.provider" = lib.mkOption {
+      type = types.str;
+      default = "choria";
+      description = "Security provider.";
+    };
+
+    "plugin.security.issuer.names" = lib.mkOption {
+      type = types.str;
+      default = "choria";
+      description = "Name of the organisation issuer whose tokens are trusted.";
+    };
+  };
+
+  # `configFile`: a complete configuration to use instead of the one
+  # rendered from `settings`; the arguments (description, example) go to
+  # mkOption.
+  mkConfigFileOption =
+    args:
+    lib.mkOption (
+      {
+        type = types.nullOr types.path;
+        default = null;
+      }
+      // args
+    );
+
+  # `openFirewall`, for the ports `what` names.
+  mkOpenFirewallOption =
+    what:
+    lib.mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open ${what} in the firewall.";
     };
 }
