@@ -60,7 +60,7 @@ buildGoModule {
     fileset = lib.fileset.difference (lib.fileset.union goSources embeddedData) localVendor;
   };
 
-  vendorHash = "sha256-nGCBzX/8KEXST+jaZESgTXHRjlpaszk/LE95MFpCIwg=";
+  vendorHash = "sha256-Gwrwj5J/AOQIAlB9yrixHmG/Hdv9yhmfuRVIOSCPcbo=";
 
   subPackages = map (name: "cmd/${name}") commands;
 
