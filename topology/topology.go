@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/choria-io/tokens"
+
+	"github.com/reproducible-choria/deployment/internal/duration"
 )
 
 //go:embed topology.json
@@ -146,57 +148,26 @@ type Streams struct {
 
 // Validity periods of issued credentials.
 type Validity struct {
-	Signers           Duration `json:"signers"`
-	BrokerToken       Duration `json:"broker_token"`
-	ProvisioningToken Duration `json:"provisioning_token"`
-	ServerToken       Duration `json:"server_token"`
-	TLSCertificate    Duration `json:"tls_certificate"`
-	UserLogin         Duration `json:"user_login"`
-	MaxSigning        Duration `json:"max_signing"`
+	Signers           duration.Duration `json:"signers"`
+	BrokerToken       duration.Duration `json:"broker_token"`
+	ProvisioningToken duration.Duration `json:"provisioning_token"`
+	ServerToken       duration.Duration `json:"server_token"`
+	TLSCertificate    duration.Duration `json:"tls_certificate"`
+	UserLogin         duration.Duration `json:"user_login"`
+	MaxSigning        duration.Duration `json:"max_signing"`
 }
 
 // Timings are the intervals of one timing profile.
 type Timings struct {
-	RegistrationInterval  Duration `json:"registration_interval"`
-	StatusInterval        Duration `json:"status_interval"`
-	FactsInterval         Duration `json:"facts_interval"`
-	PluginsInterval       Duration `json:"plugins_interval"`
-	PluginsManageInterval Duration `json:"plugins_manage_interval"`
-	PluginsPollInterval   Duration `json:"plugins_poll_interval"`
-	ScoutCheckInterval    Duration `json:"scout_check_interval"`
-	ProvisionerInterval   Duration `json:"provisioner_interval"`
-	ReplicatorHeartbeat   Duration `json:"replicator_heartbeat"`
-}
-
-// Duration is a time.Duration written as a Go duration string.
-type Duration struct{ time.Duration }
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// String formats the duration without zero units ("1m", not "1m0s"), as
-// people write them in the upstream programs' configuration files.
-func (d Duration) String() string {
-	s := d.Duration.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
+	RegistrationInterval  duration.Duration `json:"registration_interval"`
+	StatusInterval        duration.Duration `json:"status_interval"`
+	FactsInterval         duration.Duration `json:"facts_interval"`
+	PluginsInterval       duration.Duration `json:"plugins_interval"`
+	PluginsManageInterval duration.Duration `json:"plugins_manage_interval"`
+	PluginsPollInterval   duration.Duration `json:"plugins_poll_interval"`
+	ScoutCheckInterval    duration.Duration `json:"scout_check_interval"`
+	ProvisionerInterval   duration.Duration `json:"provisioner_interval"`
+	ReplicatorHeartbeat   duration.Duration `json:"replicator_heartbeat"`
 }
 
 // Default returns the repository's topology.
@@ -360,7 +331,7 @@ func (t *Topology) Validate() error {
 		return fmt.Errorf("no users")
 	}
 
-	for name, d := range map[string]Duration{
+	for name, d := range map[string]duration.Duration{
 		"validity.signers": t.Validity.Signers, "validity.broker_token": t.Validity.BrokerToken,
 		"validity.provisioning_token": t.Validity.ProvisioningToken, "validity.server_token": t.Validity.ServerToken,
 		"validity.tls_certificate": t.Validity.TLSCertificate, "validity.user_login": t.Validity.UserLogin,

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/reproducible-choria/deployment/internal/duration"
 )
 
 const (
@@ -58,7 +60,7 @@ type Config struct {
 
 	// TokenValidity is how long issued server tokens are valid; the reply
 	// carries now+TokenValidity as an absolute Unix time.
-	TokenValidity Duration `json:"token_validity"`
+	TokenValidity duration.Duration `json:"token_validity"`
 }
 
 // ServerPermissions uses the JSON names of tokens.ServerPermissions
@@ -74,30 +76,6 @@ type ServerPermissions struct {
 
 func (p ServerPermissions) any() bool {
 	return p.Submission || p.Streams || p.Governor || p.ServiceHost
-}
-
-// Duration is a time.Duration that reads and writes Go duration strings such
-// as "43800h" in JSON.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON accepts only Go duration strings, so a bare number (whose
-// unit would be ambiguous) is an error.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"43800h\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("invalid duration: %w", err)
-	}
-	*d = Duration(v)
-	return nil
 }
 
 // Validate checks the config is complete and cannot produce a server
@@ -134,7 +112,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("permissions: governor requires streams"))
 	}
 
-	v := time.Duration(c.TokenValidity)
+	v := c.TokenValidity.Duration
 	switch {
 	case v == 0:
 		errs = append(errs, errors.New("token_validity: missing, give a duration such as \"43800h\""))

@@ -12,8 +12,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/reproducible-choria/deployment/internal/duration"
 	"github.com/reproducible-choria/deployment/walkthrough"
 )
 
@@ -35,9 +35,9 @@ type Step struct {
 	Expect   Expect            `json:"expect"`
 	Capture  map[string]string `json:"capture,omitempty"`
 	Verify   map[string]string `json:"verify,omitempty"`
-	Deadline Duration          `json:"deadline,omitempty"`
-	Interval Duration          `json:"interval,omitempty"`
-	Timeout  Duration          `json:"timeout,omitempty"`
+	Deadline duration.Duration `json:"deadline,omitempty"`
+	Interval duration.Duration `json:"interval,omitempty"`
+	Timeout  duration.Duration `json:"timeout,omitempty"`
 }
 
 // Login is a `choria login` on the step's host.
@@ -133,27 +133,6 @@ func (e Exit) Matches(status int) bool {
 	}
 	return status == e.Code
 }
-
-// Duration is a Go duration written as a string ("90s").
-type Duration struct{ time.Duration }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
-	}
-	if v < 0 {
-		return fmt.Errorf("duration %q is negative", s)
-	}
-	d.Duration = v
-	return nil
-}
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 // Verification kinds the runner implements in code.
 const (
@@ -256,6 +235,11 @@ func (s *Scenario) Validate() error {
 				if st.Verify[p] == "" {
 					bad("verify %s needs %s", st.Verify["kind"], p)
 				}
+			}
+		}
+		for field, d := range map[string]duration.Duration{"deadline": st.Deadline, "interval": st.Interval, "timeout": st.Timeout} {
+			if d.Duration < 0 {
+				bad("%s %q is negative", field, d)
 			}
 		}
 		if st.Deadline.Duration == 0 && st.Interval.Duration != 0 {
