@@ -212,9 +212,19 @@ func Parse(b []byte, name string) (*Topology, error) {
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// labRange is the address block reserved for benchmarking labs (RFC 2544);
-// keeping every lab address inside it means the lab can never shadow a real network.
-var labRange = netip.MustParsePrefix("198.18.0.0/15")
+// IsDNSLabel tells whether s is a lower-case DNS label: letters, digits and
+// inner hyphens, at most 63 of them.
+func IsDNSLabel(s string) bool { return dnsLabel.MatchString(s) }
+
+// LabRange is the address block reserved for benchmarking labs (RFC 2544),
+// the only one lab networks may use: keeping every lab address inside it
+// means the lab can never shadow a real network.
+var LabRange = netip.MustParsePrefix("198.18.0.0/15")
+
+// InLabRange tells whether the IPv4 prefix p lies inside LabRange.
+func InLabRange(p netip.Prefix) bool {
+	return p.Addr().Is4() && p.Bits() >= LabRange.Bits() && LabRange.Contains(p.Addr())
+}
 
 // userRE is a user name NixOS accepts (users-groups.nix: at most 31 characters).
 var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`)
@@ -222,12 +232,12 @@ var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`)
 // Validate checks the topology for consistency.
 func (t *Topology) Validate() error {
 	for _, l := range strings.Split(t.Domain, ".") {
-		if !dnsLabel.MatchString(l) {
+		if !IsDNSLabel(l) {
 			return fmt.Errorf("domain %q is not a valid DNS name", t.Domain)
 		}
 	}
 	for field, v := range map[string]string{"organisation": t.Organisation, "collective": t.Collective, "issuer_name": t.IssuerName} {
-		if !dnsLabel.MatchString(v) {
+		if !IsDNSLabel(v) {
 			return fmt.Errorf("%s %q must be a lower-case name", field, v)
 		}
 	}
@@ -240,8 +250,8 @@ func (t *Topology) Validate() error {
 		if _, dup := nets[n.Name]; dup {
 			return fmt.Errorf("network %q is declared twice", n.Name)
 		}
-		if !n.Subnet.Addr().Is4() || !labRange.Contains(n.Subnet.Addr()) || n.Subnet.Bits() < labRange.Bits() {
-			return fmt.Errorf("network %q subnet %s is outside the lab range %s", n.Name, n.Subnet, labRange)
+		if !InLabRange(n.Subnet) {
+			return fmt.Errorf("network %q subnet %s is outside the lab range %s", n.Name, n.Subnet, LabRange)
 		}
 		for _, o := range nets {
 			if o.Subnet.Overlaps(n.Subnet) {
@@ -282,7 +292,7 @@ func (t *Topology) Validate() error {
 	seenName := map[string]bool{}
 	roleCount := map[string]int{}
 	for _, h := range t.AllHosts() {
-		if !dnsLabel.MatchString(h.Name) {
+		if !IsDNSLabel(h.Name) {
 			return fmt.Errorf("host name %q is not a valid DNS label", h.Name)
 		}
 		if seenName[h.Name] {
@@ -320,7 +330,7 @@ func (t *Topology) Validate() error {
 	}
 
 	for _, u := range t.Users {
-		if !dnsLabel.MatchString(u.Name) {
+		if !IsDNSLabel(u.Name) {
 			return fmt.Errorf("user name %q must be a lower-case name", u.Name)
 		}
 		if _, err := u.ClientPermissions(); err != nil {

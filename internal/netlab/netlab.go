@@ -10,8 +10,9 @@
 // Pdeathsig SIGKILL. When the caller dies, however it dies, the anchors die,
 // and with them the namespaces, and so the veths, bridges and mounts they
 // hold. Bridges live in a switch namespace of their own, hosts get a veth per
-// network and no default route, and addresses come only from LabRange, so
-// nothing in a lab can reach or be reached from the machine's networks.
+// network and no default route, and addresses come only from
+// topology.LabRange, so nothing in a lab can reach or be reached from the
+// machine's networks.
 package netlab
 
 import (
