@@ -25,11 +25,8 @@ func buildGather(t *testing.T) (string, string) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
 
-	bin := filepath.Join(dir, "gather")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build failed: %s", out)
-
-	return bin, dir
+	testenv.Build(t, dir, "./cmd/choria-facts")
+	return filepath.Join(dir, "choria-facts"), dir
 }
 
 func run(cmd *exec.Cmd) (int, string, string) {
