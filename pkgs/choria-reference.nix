@@ -60,7 +60,7 @@ buildGoModule {
     fileset = lib.fileset.difference (lib.fileset.union goSources embeddedData) localVendor;
   };
 
-  vendorHash = "sha256-nGCBzX/8KEXST+jaZESgTXHRjlpaszk/LE95MFpCIwg=";
+  vendorHash = "sha256-qGul4FMewY/OEW11yk2P9FjB7XA7ImGpFXfeW3jniwQ=";
 
   subPackages = map (name: "cmd/${name}") commands;
 
