@@ -225,7 +225,7 @@ func untar(b []byte, dir string) (int, error) {
 			return goFiles, fmt.Errorf("reading the generated package's tar: %w", err)
 		}
 		name := filepath.Clean(h.Name)
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+		if !filepath.IsLocal(name) {
 			return goFiles, fmt.Errorf("the tar holds %q, outside its directory", h.Name)
 		}
 		p := filepath.Join(dir, name)
