@@ -8,10 +8,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -448,14 +449,7 @@ func (s Streams) validate() error {
 	return nil
 }
 
-func isRole(r string) bool {
-	for _, k := range Roles() {
-		if k == r {
-			return true
-		}
-	}
-	return false
-}
+func isRole(r string) bool { return slices.Contains(Roles(), r) }
 
 // FQDN is a host's fully qualified name.
 func (t *Topology) FQDN(host string) string { return host + "." + t.Domain }
@@ -536,12 +530,7 @@ func (t *Topology) NetworkNames() []string {
 
 // SortedNetworks returns a host's networks sorted by name.
 func (h Host) SortedNetworks() []string {
-	names := make([]string, 0, len(h.Addresses))
-	for n := range h.Addresses {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(h.Addresses))
 }
 
 // BrokerURL is the NATS URL servers and services use to reach the broker.

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -87,13 +88,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("settings: empty, servers would get no broker or security settings"))
 	}
 
-	keys := make([]string, 0, len(c.Settings))
-	for k := range c.Settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // stable error order
-
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(c.Settings)) { // stable error order
 		v := c.Settings[k]
 		if err := validateSettingKey(k); err != nil {
 			errs = append(errs, fmt.Errorf("settings: %w", err))

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -337,9 +336,7 @@ func writeFailure(w io.Writer, sr StepReport) {
 	if sr.Error != "" {
 		fmt.Fprintf(w, "      error:    %s\n", sr.Error)
 	}
-	exp := append([]string(nil), sr.Expected...)
-	sort.Strings(exp)
-	for _, e := range exp {
+	for _, e := range slices.Sorted(slices.Values(sr.Expected)) {
 		fmt.Fprintf(w, "      expected: %s\n", e)
 	}
 	if sr.Exit != nil {

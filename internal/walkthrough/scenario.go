@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -259,14 +261,11 @@ func mapMentions(m map[string]string, s string) bool {
 }
 
 func (st *Step) patterns() []string {
-	ps := append(append([]string(nil), st.Expect.Regex...), st.Expect.NotRegex...)
+	ps := slices.Concat(st.Expect.Regex, st.Expect.NotRegex)
 	for _, c := range st.Expect.Count {
 		ps = append(ps, c.Regex)
 	}
-	for _, p := range st.Capture {
-		ps = append(ps, p)
-	}
-	return ps
+	return slices.AppendSeq(ps, maps.Values(st.Capture))
 }
 
 // compile compiles a scenario pattern: multi-line, as Python's re.M.
