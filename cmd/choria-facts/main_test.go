@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/facts"
 	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ func buildGather(t *testing.T) (string, string) {
 	return filepath.Join(dir, "choria-facts"), dir
 }
 
-func run(cmd *exec.Cmd) (int, string, string) {
+func runProgram(cmd *exec.Cmd) (int, string, string) {
 	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
@@ -50,7 +51,7 @@ func TestGatherAsRoot(t *testing.T) {
 	bin, dir := buildGather(t)
 	out := filepath.Join(dir, "facts.json")
 
-	code, stdout, stderr := run(exec.Command(bin, "--output", out))
+	code, stdout, stderr := runProgram(exec.Command(bin, "--output", out))
 	require.Equal(t, 0, code, "stderr: %s", stderr)
 	require.Equal(t, "wrote facts to "+out+"\n", stdout)
 
@@ -78,7 +79,7 @@ func TestGatherWithoutRoot(t *testing.T) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	}
 
-	code, stdout, stderr := run(cmd)
+	code, stdout, stderr := runProgram(cmd)
 	require.Equal(t, 1, code)
 	require.Empty(t, stdout)
 	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
@@ -94,4 +95,40 @@ func TestGatherWithoutRoot(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, entries, 2, "only the binary and the facts file")
+}
+
+// TestRun: the facts file is --output, one line says where, and every
+// failure is one line and an exit status: 2 for a usage error, 1 for a
+// failed gather.
+func TestRun(t *testing.T) {
+	asRoot := facts.Gatherer{IsRoot: func() bool { return true }, Collect: func() (any, error) { return map[string]int{"a": 1}, nil }}
+	notRoot := facts.Gatherer{IsRoot: func() bool { return false }}
+	out := filepath.Join(t.TempDir(), "facts.json")
+
+	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
+	require.Equal(t, 0, run([]string{"--output", out}, stdout, stderr, asRoot), stderr.String())
+	require.Equal(t, "wrote facts to "+out+"\n", stdout.String())
+	require.Empty(t, stderr.String())
+	dat, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"a":1}`, string(dat))
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"--bogus"}, 2, "choria-facts: unknown long flag '--bogus'"},
+		{[]string{"extra"}, 2, "choria-facts: unexpected argument extra"},
+		{[]string{"--output"}, 2, "choria-facts: expected argument for flag '--output'"},
+		// without --output the server's facts file is the target; not root,
+		// so nothing is touched
+		{nil, 1, "choria-facts: gathering facts requires root"},
+	} {
+		stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
+		require.Equal(t, tc.code, run(tc.args, stdout, stderr, notRoot), "%q: %s", tc.args, stderr)
+		require.Empty(t, stdout.String(), tc.args)
+		require.Equal(t, 1, strings.Count(stderr.String(), "\n"), "%q: one line: %q", tc.args, stderr)
+		require.True(t, strings.HasPrefix(stderr.String(), tc.says), "%q: %q", tc.args, stderr)
+	}
 }
