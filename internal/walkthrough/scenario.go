@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/reproducible-choria/deployment/internal/duration"
-	"github.com/reproducible-choria/deployment/walkthrough"
+	scenario "github.com/reproducible-choria/deployment/walkthrough"
 )
 
 // Scenario is the whole walkthrough.
@@ -149,7 +149,7 @@ var verifyParams = map[string][]string{
 
 // Default returns the embedded scenario, walkthrough/scenario.json.
 func Default() (*Scenario, error) {
-	return Parse(walkthrough.JSON())
+	return Parse(scenario.JSON())
 }
 
 // Parse decodes and validates a scenario; unknown fields are errors, so a
