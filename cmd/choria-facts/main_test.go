@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,38 +98,37 @@ func TestGatherWithoutRoot(t *testing.T) {
 	require.Len(t, entries, 2, "only the binary and the facts file")
 }
 
-// TestRun: the facts file is --output, one line says where, and every
-// failure is one line and an exit status: 2 for a usage error, 1 for a
-// failed gather.
-func TestRun(t *testing.T) {
+// TestGather: one line says where the facts went, or why they did not.
+func TestGather(t *testing.T) {
 	asRoot := facts.Gatherer{IsRoot: func() bool { return true }, Collect: func() (any, error) { return map[string]int{"a": 1}, nil }}
-	notRoot := facts.Gatherer{IsRoot: func() bool { return false }}
 	out := filepath.Join(t.TempDir(), "facts.json")
 
 	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
-	require.Equal(t, 0, run([]string{"--output", out}, stdout, stderr, asRoot), stderr.String())
+	require.Equal(t, 0, gather(out, stdout, stderr, asRoot), stderr.String())
 	require.Equal(t, "wrote facts to "+out+"\n", stdout.String())
 	require.Empty(t, stderr.String())
 	dat, err := os.ReadFile(out)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"a":1}`, string(dat))
 
-	for _, tc := range []struct {
-		args []string
-		code int
-		says string
-	}{
-		{[]string{"--bogus"}, 2, "choria-facts: unknown long flag '--bogus'"},
-		{[]string{"extra"}, 2, "choria-facts: unexpected argument extra"},
-		{[]string{"--output"}, 2, "choria-facts: expected argument for flag '--output'"},
-		// without --output the server's facts file is the target; not root,
-		// so nothing is touched
-		{nil, 1, "choria-facts: gathering facts requires root"},
+	stdout.Reset()
+	require.Equal(t, 1, gather(out, stdout, stderr, facts.Gatherer{IsRoot: func() bool { return false }}))
+	require.Empty(t, stdout.String())
+	require.Equal(t, "choria-facts: gathering facts requires root, running as uid "+strconv.Itoa(os.Geteuid())+"\n", stderr.String())
+}
+
+// TestUsage: a usage error is one line and exit status 2, before anything
+// is gathered.
+func TestUsage(t *testing.T) {
+	bin, _ := buildGather(t)
+	for args, says := range map[string]string{
+		"--bogus":  "choria-facts: unknown long flag '--bogus'\n",
+		"extra":    "choria-facts: unexpected argument extra\n",
+		"--output": "choria-facts: expected argument for flag '--output'\n",
 	} {
-		stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
-		require.Equal(t, tc.code, run(tc.args, stdout, stderr, notRoot), "%q: %s", tc.args, stderr)
-		require.Empty(t, stdout.String(), tc.args)
-		require.Equal(t, 1, strings.Count(stderr.String(), "\n"), "%q: one line: %q", tc.args, stderr)
-		require.True(t, strings.HasPrefix(stderr.String(), tc.says), "%q: %q", tc.args, stderr)
+		code, stdout, stderr := runProgram(exec.Command(bin, args))
+		require.Equal(t, 2, code, "%s: %s", args, stderr)
+		require.Empty(t, stdout, args)
+		require.Equal(t, says, stderr, args)
 	}
 }
