@@ -197,6 +197,17 @@ func Default() (*Topology, error) {
 	return Parse(embedded, "built-in topology")
 }
 
+// MustDefault is Default for the defaults of command-line flags: the
+// built-in topology is validated by this package's tests, so an error is
+// a broken build.
+func MustDefault() *Topology {
+	t, err := Default()
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 // DefaultJSON returns the repository's topology file as shipped.
 func DefaultJSON() []byte { return bytes.Clone(embedded) }
 

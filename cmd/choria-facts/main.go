@@ -10,11 +10,12 @@ import (
 	"github.com/choria-io/fisk"
 
 	"github.com/reproducible-choria/deployment/internal/facts"
+	"github.com/reproducible-choria/deployment/topology"
 )
 
 func main() {
 	app := fisk.New("choria-facts", "Gathers system facts for the Choria server's facts file")
-	output := app.Flag("output", "File to write the facts JSON to").Default(facts.DefaultOutput).String()
+	output := app.Flag("output", "File to write the facts JSON to").Default(topology.MustDefault().ServerPaths.FactsFile).String()
 	// failures are one line on stderr, which the exec watcher logs as the
 	// reason: 2 for a usage error, 1 when gathering fails
 	if _, err := app.Parse(os.Args[1:]); err != nil {

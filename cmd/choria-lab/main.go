@@ -22,6 +22,7 @@ import (
 	"github.com/reproducible-choria/deployment/internal/clilog"
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/internal/upstreambuild"
 	"github.com/reproducible-choria/deployment/internal/walkthrough"
 	"github.com/reproducible-choria/deployment/upstream"
@@ -185,12 +186,13 @@ func runDown(l lab.Layout, purge bool) error {
 		}
 		// stopped once it let go of the lab's lock: a pid may linger as a
 		// zombie, or be another process's by now
-		deadline := time.Now().Add(30 * time.Second)
-		for _, err := lab.ReadState(l); !errors.Is(err, lab.ErrNotRunning); _, err = lab.ReadState(l) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("the lab (pid %d) did not stop within 30s", st.PID)
-			}
-			time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+			_, err := lab.ReadState(l)
+			return errors.Is(err, lab.ErrNotRunning), nil
+		}); err != nil {
+			return fmt.Errorf("the lab (pid %d) did not stop within 30s", st.PID)
 		}
 		fmt.Println("choria-lab: stopped")
 	}

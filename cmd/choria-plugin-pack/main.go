@@ -17,6 +17,7 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/pluginpack"
 	"github.com/reproducible-choria/deployment/machines"
+	"github.com/reproducible-choria/deployment/topology"
 )
 
 func main() {
@@ -301,7 +302,7 @@ func (c *factsMachineCommand) setup(app *fisk.Application) *fisk.CmdClause {
 	cmd.Flag("dir", "Machine directory to write, like /etc/choria/machine/facts").Required().StringVar(&c.dir)
 	cmd.Flag("gather", "The compiled gatherer (cmd/choria-facts) to install as gather").ExistingFileVar(&c.gather)
 	cmd.Flag("interval", "Interval between gathers").Default("10m").DurationVar(&c.interval)
-	cmd.Flag("facts-file", "Facts file the gatherer writes").Default("/etc/choria/facts.json").StringVar(&c.factsFile)
+	cmd.Flag("facts-file", "Facts file the gatherer writes").Default(topology.MustDefault().ServerPaths.FactsFile).StringVar(&c.factsFile)
 	cmd.Flag("maintenance-timeout", "How long maintenance lasts before gathering resumes").Default("24h").DurationVar(&c.maintenance)
 	return cmd
 }
@@ -338,7 +339,7 @@ type externalAgentsMachineCommand struct {
 func (c *externalAgentsMachineCommand) setup(app *fisk.Application) *fisk.CmdClause {
 	cmd := app.Command("external-agents-machine", "Write the external agents manager machine directory")
 	cmd.Flag("dir", "Machine directory to write, like /etc/choria/machine/external_agents").Required().StringVar(&c.dir)
-	cmd.Flag("plugins-directory", "Directory agents are deployed into").Default("/var/lib/choria/plugins/mcollective/agent").StringVar(&c.pluginsDir)
+	cmd.Flag("plugins-directory", "Directory agents are deployed into").Default(topology.MustDefault().ServerPaths.AgentDir()).StringVar(&c.pluginsDir)
 	cmd.Flag("machine-data", "A machine_data.json made by sign --machine-data to install with it").ExistingFileVar(&c.machineData)
 	cmd.Flag("interval", "Interval between reads of the plugins specification (default: the shipped 6m)").DurationVar(&c.interval)
 	cmd.Flag("manage-interval", "Interval between checks of each deployed plugin (default: the shipped 5m)").DurationVar(&c.manage)

@@ -14,9 +14,6 @@ import (
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
 )
 
-// DefaultOutput is the facts file the provisioned servers are configured with.
-const DefaultOutput = "/etc/choria/facts.json"
-
 // Gatherer collects and writes facts. The fields exist so tests can replace
 // the privileged parts; zero values use the real ones.
 type Gatherer struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/internal/supervisor"
 	"github.com/reproducible-choria/deployment/topology"
 )
@@ -120,7 +121,7 @@ func benchOne(ctx context.Context, o Options, n int, idle time.Duration) (*Bench
 
 	if idle > 0 {
 		before := cpuByRole(procs, roles)[topology.RoleServer]
-		if err := sleepCtx(ctx, idle); err != nil {
+		if err := poll.Sleep(ctx, idle); err != nil {
 			return nil, err
 		}
 		after := cpuByRole(procs, roles)[topology.RoleServer]
@@ -227,17 +228,6 @@ func peakRSSKiB(pid int) uint64 {
 	return s.VmHWM / 1024
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 var pingReplies = regexp.MustCompile(`(\d+) replies`)
 
 // waitPing runs choria ping on the client until n servers answer.
@@ -246,26 +236,26 @@ func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error 
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(limit)
+	// one ping is bounded by the wait's own limit and by ctx
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	last := ""
-	for time.Now().Before(deadline) {
-		// one ping is bounded by the wait's own limit and by ctx
-		pctx, cancel := context.WithDeadline(ctx, deadline)
-		cmd := netlab.EnterCommandContext(pctx, h.AnchorPID, []string{"choria", "ping"})
+	err = poll.Until(ctx, 200*time.Millisecond, func() (bool, error) {
+		cmd := netlab.EnterCommandContext(ctx, h.AnchorPID, []string{"choria", "ping"})
 		cmd.Env = st.Env
 		out, _ := cmd.CombinedOutput()
-		cancel()
 		last = string(out)
-		if m := pingReplies.FindStringSubmatch(last); m != nil {
-			if got, _ := strconv.Atoi(m[1]); got >= n {
-				return nil
-			}
+		m := pingReplies.FindStringSubmatch(last)
+		got := 0
+		if m != nil {
+			got, _ = strconv.Atoi(m[1])
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
-			return err
-		}
+		return got >= n, nil
+	})
+	if err != nil {
+		return fmt.Errorf("not all %d servers answered choria ping within %s: %w; last output: %s", n, limit, err, lastLine(last))
 	}
-	return fmt.Errorf("not all %d servers answered choria ping within %s; last output: %s", n, limit, lastLine(last))
+	return nil
 }
 
 // WriteBench prints the results as a table.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -39,13 +40,13 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 				wctx, cancel := context.WithCancelCause(ctx)
 				defer cancel(nil)
 				go func() {
-					for wctx.Err() == nil {
+					_ = poll.Until(wctx, 50*time.Millisecond, func() (bool, error) {
 						if n := sp.Restarts(); n >= startupDeaths {
 							cancel(fmt.Errorf("it died %d times", n))
-							return
+							return true, nil
 						}
-						time.Sleep(50 * time.Millisecond)
-					}
+						return false, nil
+					})
 				}()
 				if err := waitTCP(wctx, h, p.Ready); err != nil {
 					if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil {
@@ -61,21 +62,17 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 	return <-errs
 }
 
+// waitTCP waits until addr accepts connections from inside the host.
 func waitTCP(ctx context.Context, h *netlab.Host, addr string) error {
-	for {
+	return poll.Until(ctx, 50*time.Millisecond, func() (bool, error) {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		c, err := h.DialContext(dctx, "tcp", addr)
-		cancel()
 		if err == nil {
 			c.Close()
-			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err == nil, nil
+	})
 }
 
 // waitProvisioned waits until every server holds the configuration the
@@ -103,10 +100,9 @@ func (r *Running) waitServers(ctx context.Context, state string, done func(HostS
 		}
 	}
 	last := -1
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var waiting []string
+	var waiting []string
+	err := poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+		waiting = waiting[:0]
 		for _, h := range servers {
 			if !done(h) {
 				waiting = append(waiting, h.Name)
@@ -116,13 +112,10 @@ func (r *Running) waitServers(ctx context.Context, state string, done func(HostS
 			r.log.Info(fmt.Sprintf("servers %s %d of %d", state, n, len(servers)))
 			last = n
 		}
-		if len(waiting) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d servers were not %s (%s): %s", len(waiting), len(servers), state, strings.Join(waiting, ", "), hint)
-		case <-tick.C:
-		}
+		return len(waiting) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%d of %d servers were not %s (%s): %s: %w", len(waiting), len(servers), state, strings.Join(waiting, ", "), hint, err)
 	}
+	return nil
 }
