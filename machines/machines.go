@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/kballard/go-shellquote"
 	"gopkg.in/yaml.v3"
 )
 
@@ -69,8 +71,14 @@ func RenderFacts(opts FactsOptions) ([]byte, error) {
 			if !filepath.IsAbs(opts.Output) {
 				return fmt.Errorf("facts output %q must be an absolute path", opts.Output)
 			}
+			// the exec watcher expands the command as a template, then splits it
+			// with github.com/google/shlex, which takes a carriage return for a
+			// space where go-shellquote leaves it unquoted
+			if strings.Contains(opts.Output, "{{") || strings.ContainsRune(opts.Output, '\r') {
+				return fmt.Errorf("facts output %q holds {{ or a carriage return, which the exec watcher would not pass on as written", opts.Output)
+			}
 			// the exec watcher splits the command shell style, quote it
-			err := setWatcherField(doc, "gather_facts", []string{"properties", "command"}, "./gather --output "+shellQuote(opts.Output))
+			err := setWatcherField(doc, "gather_facts", []string{"properties", "command"}, shellquote.Join("./gather", "--output", opts.Output))
 			if err != nil {
 				return err
 			}
@@ -230,28 +238,4 @@ func formatDuration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
-}
-
-// shellQuote quotes s for the shell style splitting the exec watcher does.
-func shellQuote(s string) string {
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '/' || r == '.' || r == '_' || r == '-') {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, []byte(`'"'"'`)...)
-			continue
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }

@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/choria-io/go-choria/aagent/machine"
+	"github.com/google/shlex"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
@@ -208,7 +210,6 @@ func TestRenderFacts(t *testing.T) {
 
 	w := watcher(t, m, "gather_facts")
 	require.Equal(t, "15s", w["interval"])
-	require.Equal(t, "./gather --output '/srv/lab/node 1/facts.json'", w["properties"].(map[string]any)["command"])
 	require.Equal(t, "1h", watcher(t, m, "maintenance_timeout")["properties"].(map[string]any)["timer"])
 	require.Contains(t, string(def), "# the interval is a parameter")
 
@@ -234,9 +235,38 @@ func TestRenderFacts(t *testing.T) {
 	require.Equal(t, "90s", watcher(t, validate(t, Facts, def), "gather_facts")["interval"])
 }
 
-func TestShellQuote(t *testing.T) {
-	require.Equal(t, "/etc/choria/facts.json", shellQuote("/etc/choria/facts.json"))
-	require.Equal(t, `'/a b/it'"'"'s'`, shellQuote("/a b/it's"))
+// TestFactsOutputReachesTheGatherer: the facts file's path, quoted with
+// go-shellquote, reaches the gatherer as one argument, as it was given,
+// through the exec watcher, which expands the command as a template and
+// splits it with github.com/google/shlex (go-choria v0.30.2,
+// aagent/watchers/execwatcher/exec.go); paths it cannot carry are refused.
+func TestFactsOutputReachesTheGatherer(t *testing.T) {
+	for _, out := range []string{
+		"/etc/choria/facts.json",
+		"/srv/lab/node 1/facts.json",
+		"/a b/it's",
+		`/q"uo"te/and\back\slash`,
+		"/$HOME/`id`/$(id)/*?[x]/a;b|c&d<e>f(g)!h#i~j",
+		"/tab\there/new\nline",
+		"/ünïcödé/ファクト.json",
+		"/'",
+		"/x/''",
+	} {
+		def, err := RenderFacts(FactsOptions{Output: out})
+		require.NoError(t, err, out)
+		command := watcher(t, validate(t, Facts, def), "gather_facts")["properties"].(map[string]any)["command"].(string)
+		tpl, err := template.New("machine").Parse(command)
+		require.NoError(t, err, out)
+		var expanded strings.Builder
+		require.NoError(t, tpl.Execute(&expanded, nil), out)
+		args, err := shlex.Split(expanded.String())
+		require.NoError(t, err, "%q from %q", command, out)
+		require.Equal(t, []string{"./gather", "--output", out}, args, "the command %q", command)
+	}
+	for _, out := range []string{"/cr\rhere", "/{{.}}/x"} {
+		_, err := RenderFacts(FactsOptions{Output: out})
+		require.ErrorContains(t, err, "would not pass on as written", out)
+	}
 }
 
 // TestFactsMachineRuns runs the rendered machine with go-choria's runtime: it

@@ -60,7 +60,7 @@ buildGoModule {
     fileset = lib.fileset.difference (lib.fileset.union goSources embeddedData) localVendor;
   };
 
-  vendorHash = "sha256-nGCBzX/8KEXST+jaZESgTXHRjlpaszk/LE95MFpCIwg=";
+  vendorHash = "sha256-fa+gyWdUgPZxjsC7aW5+TM5vk6bMAi1KZDig9+pf8m0=";
 
   subPackages = map (name: "cmd/${name}") commands;
 

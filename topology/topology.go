@@ -8,15 +8,18 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/choria-io/tokens"
+
+	"github.com/reproducible-choria/deployment/internal/duration"
 )
 
 //go:embed topology.json
@@ -181,62 +184,42 @@ type Streams struct {
 
 // Validity periods of issued credentials.
 type Validity struct {
-	Signers           Duration `json:"signers"`
-	BrokerToken       Duration `json:"broker_token"`
-	ProvisioningToken Duration `json:"provisioning_token"`
-	ServerToken       Duration `json:"server_token"`
-	TLSCertificate    Duration `json:"tls_certificate"`
-	UserLogin         Duration `json:"user_login"`
-	MaxSigning        Duration `json:"max_signing"`
+	Signers           duration.Duration `json:"signers"`
+	BrokerToken       duration.Duration `json:"broker_token"`
+	ProvisioningToken duration.Duration `json:"provisioning_token"`
+	ServerToken       duration.Duration `json:"server_token"`
+	TLSCertificate    duration.Duration `json:"tls_certificate"`
+	UserLogin         duration.Duration `json:"user_login"`
+	MaxSigning        duration.Duration `json:"max_signing"`
 }
 
 // Timings are the intervals of one timing profile.
 type Timings struct {
-	RegistrationInterval  Duration `json:"registration_interval"`
-	StatusInterval        Duration `json:"status_interval"`
-	FactsInterval         Duration `json:"facts_interval"`
-	PluginsInterval       Duration `json:"plugins_interval"`
-	PluginsManageInterval Duration `json:"plugins_manage_interval"`
-	PluginsPollInterval   Duration `json:"plugins_poll_interval"`
-	ScoutCheckInterval    Duration `json:"scout_check_interval"`
-	ProvisionerInterval   Duration `json:"provisioner_interval"`
-	ReplicatorHeartbeat   Duration `json:"replicator_heartbeat"`
-}
-
-// Duration is a time.Duration written as a Go duration string.
-type Duration struct{ time.Duration }
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// String formats the duration without zero units ("1m", not "1m0s"), as
-// people write them in the upstream programs' configuration files.
-func (d Duration) String() string {
-	s := d.Duration.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
+	RegistrationInterval  duration.Duration `json:"registration_interval"`
+	StatusInterval        duration.Duration `json:"status_interval"`
+	FactsInterval         duration.Duration `json:"facts_interval"`
+	PluginsInterval       duration.Duration `json:"plugins_interval"`
+	PluginsManageInterval duration.Duration `json:"plugins_manage_interval"`
+	PluginsPollInterval   duration.Duration `json:"plugins_poll_interval"`
+	ScoutCheckInterval    duration.Duration `json:"scout_check_interval"`
+	ProvisionerInterval   duration.Duration `json:"provisioner_interval"`
+	ReplicatorHeartbeat   duration.Duration `json:"replicator_heartbeat"`
 }
 
 // Default returns the repository's topology.
 func Default() (*Topology, error) {
 	return Parse(embedded, "built-in topology")
+}
+
+// MustDefault is Default for the defaults of command-line flags: the
+// built-in topology is validated by this package's tests, so an error is
+// a broken build.
+func MustDefault() *Topology {
+	t, err := Default()
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
 
 // DefaultJSON returns the repository's topology file as shipped.
@@ -276,9 +259,19 @@ func Parse(b []byte, name string) (*Topology, error) {
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// labRange is the address block reserved for benchmarking labs (RFC 2544);
-// keeping every lab address inside it means the lab can never shadow a real network.
-var labRange = netip.MustParsePrefix("198.18.0.0/15")
+// IsDNSLabel tells whether s is a lower-case DNS label: letters, digits and
+// inner hyphens, at most 63 of them.
+func IsDNSLabel(s string) bool { return dnsLabel.MatchString(s) }
+
+// LabRange is the address block reserved for benchmarking labs (RFC 2544),
+// the only one lab networks may use: keeping every lab address inside it
+// means the lab can never shadow a real network.
+var LabRange = netip.MustParsePrefix("198.18.0.0/15")
+
+// InLabRange tells whether the IPv4 prefix p lies inside LabRange.
+func InLabRange(p netip.Prefix) bool {
+	return p.Addr().Is4() && p.Bits() >= LabRange.Bits() && LabRange.Contains(p.Addr())
+}
 
 // userRE is a user name NixOS accepts (users-groups.nix: at most 31 characters).
 var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`)
@@ -286,12 +279,12 @@ var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`)
 // Validate checks the topology for consistency.
 func (t *Topology) Validate() error {
 	for _, l := range strings.Split(t.Domain, ".") {
-		if !dnsLabel.MatchString(l) {
+		if !IsDNSLabel(l) {
 			return fmt.Errorf("domain %q is not a valid DNS name", t.Domain)
 		}
 	}
 	for field, v := range map[string]string{"organisation": t.Organisation, "collective": t.Collective, "issuer_name": t.IssuerName} {
-		if !dnsLabel.MatchString(v) {
+		if !IsDNSLabel(v) {
 			return fmt.Errorf("%s %q must be a lower-case name", field, v)
 		}
 	}
@@ -304,8 +297,8 @@ func (t *Topology) Validate() error {
 		if _, dup := nets[n.Name]; dup {
 			return fmt.Errorf("network %q is declared twice", n.Name)
 		}
-		if !n.Subnet.Addr().Is4() || !labRange.Contains(n.Subnet.Addr()) || n.Subnet.Bits() < labRange.Bits() {
-			return fmt.Errorf("network %q subnet %s is outside the lab range %s", n.Name, n.Subnet, labRange)
+		if !InLabRange(n.Subnet) {
+			return fmt.Errorf("network %q subnet %s is outside the lab range %s", n.Name, n.Subnet, LabRange)
 		}
 		for _, o := range nets {
 			if o.Subnet.Overlaps(n.Subnet) {
@@ -359,7 +352,7 @@ func (t *Topology) Validate() error {
 	roleCount := map[string]int{}
 	// every broker listed, running or not: a larger count must not clash
 	for _, h := range append(t.allBrokers(), t.AllHosts()[t.Brokers.Count:]...) {
-		if !dnsLabel.MatchString(h.Name) {
+		if !IsDNSLabel(h.Name) {
 			return fmt.Errorf("host name %q is not a valid DNS label", h.Name)
 		}
 		if seenName[h.Name] {
@@ -405,7 +398,7 @@ func (t *Topology) Validate() error {
 	}
 
 	for _, u := range t.Users {
-		if !dnsLabel.MatchString(u.Name) {
+		if !IsDNSLabel(u.Name) {
 			return fmt.Errorf("user name %q must be a lower-case name", u.Name)
 		}
 		if _, err := u.ClientPermissions(); err != nil {
@@ -416,7 +409,7 @@ func (t *Topology) Validate() error {
 		return fmt.Errorf("no users")
 	}
 
-	for name, d := range map[string]Duration{
+	for name, d := range map[string]duration.Duration{
 		"validity.signers": t.Validity.Signers, "validity.broker_token": t.Validity.BrokerToken,
 		"validity.provisioning_token": t.Validity.ProvisioningToken, "validity.server_token": t.Validity.ServerToken,
 		"validity.tls_certificate": t.Validity.TLSCertificate, "validity.user_login": t.Validity.UserLogin,
@@ -523,14 +516,7 @@ func (s Streams) validate() error {
 	return nil
 }
 
-func isRole(r string) bool {
-	for _, k := range Roles() {
-		if k == r {
-			return true
-		}
-	}
-	return false
-}
+func isRole(r string) bool { return slices.Contains(Roles(), r) }
 
 // FQDN is a host's fully qualified name.
 func (t *Topology) FQDN(host string) string { return host + "." + t.Domain }
@@ -736,12 +722,7 @@ func (t *Topology) NetworkNames() []string {
 
 // SortedNetworks returns a host's networks sorted by name.
 func (h Host) SortedNetworks() []string {
-	names := make([]string, 0, len(h.Addresses))
-	for n := range h.Addresses {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(h.Addresses))
 }
 
 // NATSURL is the URL of the standalone NATS server.

@@ -242,11 +242,3 @@ func TestLoad(t *testing.T) {
 	_, err = LoadOrDefault(filepath.Join(t.TempDir(), "missing.json"))
 	assert.ErrorContains(t, err, "missing.json")
 }
-
-func TestDurationFormatting(t *testing.T) {
-	for in, want := range map[string]string{"1m": "1m", "90s": "1m30s", "43800h": "43800h", "2h30m": "2h30m", "10s": "10s"} {
-		var d Duration
-		require.NoError(t, json.Unmarshal([]byte(`"`+in+`"`), &d))
-		assert.Equal(t, want, d.String(), in)
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // supportedMethods matches the method list in the DDL.
@@ -109,14 +112,7 @@ func hashValues(kind string, key string, v any) ([]string, error) {
 }
 
 // sortedKeys gives a stable order so requests are reproducible.
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 
 func (x *exchange) build(ctx context.Context) (*http.Request, error) {
 	u, err := parseURL(x.rawURL)
@@ -153,7 +149,7 @@ func (x *exchange) build(ctx context.Context) (*http.Request, error) {
 	}
 
 	for _, k := range sortedKeys(x.headers) {
-		if !validHeaderName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return nil, badInput("invalid header name %q", k)
 		}
 		vals, err := hashValues("header", k, x.headers[k])
@@ -161,8 +157,8 @@ func (x *exchange) build(ctx context.Context) (*http.Request, error) {
 			return nil, err
 		}
 		for _, v := range vals {
-			if strings.ContainsAny(v, "\r\n") {
-				return nil, badInput("header %q: value may not contain line breaks", k)
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return nil, badInput("header %q: value may not contain line breaks or other control characters", k)
 			}
 			req.Header.Add(k, v)
 		}
@@ -173,22 +169,6 @@ func (x *exchange) build(ctx context.Context) (*http.Request, error) {
 	}
 
 	return req, nil
-}
-
-// validHeaderName accepts RFC 7230 tokens only.
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for _, r := range k {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("!#$%&'*+-.^_`|~", r):
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (c Config) client() *http.Client {

@@ -210,6 +210,8 @@ func TestRequestFailures(t *testing.T) {
 		{name: "password without username", input: map[string]any{"url": srv.URL, "password": "x"}, code: agent.InvalidData, msg: "password given without username"},
 		{name: "invalid header name", input: map[string]any{"url": srv.URL, "headers": map[string]any{"Bad Header": "x"}}, code: agent.InvalidData, msg: `invalid header name "Bad Header"`},
 		{name: "header injection", input: map[string]any{"url": srv.URL, "headers": map[string]any{"X-A": "x\r\nX-B: y"}}, code: agent.InvalidData, msg: "may not contain line breaks"},
+		{name: "control character in a header", input: map[string]any{"url": srv.URL, "headers": map[string]any{"X-A": "x\x00y"}}, code: agent.InvalidData, msg: "other control characters"},
+		{name: "empty header name", input: map[string]any{"url": srv.URL, "headers": map[string]any{"": "x"}}, code: agent.InvalidData, msg: `invalid header name ""`},
 		{name: "nested header value", input: map[string]any{"url": srv.URL, "headers": map[string]any{"X-A": map[string]any{"a": 1}}}, code: agent.InvalidData, msg: `header "X-A": value must be`},
 		{name: "nested query value", input: map[string]any{"url": srv.URL, "query": map[string]any{"q": []any{[]any{"a"}}}}, code: agent.InvalidData, msg: `query "q": nested lists`},
 		{name: "undeclared input", input: map[string]any{"url": srv.URL, "timeout": 10}, code: agent.InvalidData, msg: `unknown field "timeout"`},

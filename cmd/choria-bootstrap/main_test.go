@@ -7,20 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func build(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "choria-bootstrap")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
-}
-
 func TestCommand(t *testing.T) {
-	bin := build(t)
+	bin := testenv.BuildCommand(t, "./cmd/choria-bootstrap")
 	dir := filepath.Join(t.TempDir(), "creds")
 
 	t.Run("first run prints what it made and no secret", func(t *testing.T) {

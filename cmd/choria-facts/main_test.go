@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/facts"
 	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
@@ -25,14 +27,11 @@ func buildGather(t *testing.T) (string, string) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
 
-	bin := filepath.Join(dir, "gather")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build failed: %s", out)
-
-	return bin, dir
+	testenv.Build(t, dir, "./cmd/choria-facts")
+	return filepath.Join(dir, "choria-facts"), dir
 }
 
-func run(cmd *exec.Cmd) (int, string, string) {
+func runProgram(cmd *exec.Cmd) (int, string, string) {
 	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
@@ -53,7 +52,7 @@ func TestGatherAsRoot(t *testing.T) {
 	bin, dir := buildGather(t)
 	out := filepath.Join(dir, "facts.json")
 
-	code, stdout, stderr := run(exec.Command(bin, "--output", out))
+	code, stdout, stderr := runProgram(exec.Command(bin, "--output", out))
 	require.Equal(t, 0, code, "stderr: %s", stderr)
 	require.Equal(t, "wrote facts to "+out+"\n", stdout)
 
@@ -81,7 +80,7 @@ func TestGatherWithoutRoot(t *testing.T) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	}
 
-	code, stdout, stderr := run(cmd)
+	code, stdout, stderr := runProgram(cmd)
 	require.Equal(t, 1, code)
 	require.Empty(t, stdout)
 	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
@@ -97,4 +96,39 @@ func TestGatherWithoutRoot(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, entries, 2, "only the binary and the facts file")
+}
+
+// TestGather: one line says where the facts went, or why they did not.
+func TestGather(t *testing.T) {
+	asRoot := facts.Gatherer{IsRoot: func() bool { return true }, Collect: func() (any, error) { return map[string]int{"a": 1}, nil }}
+	out := filepath.Join(t.TempDir(), "facts.json")
+
+	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
+	require.Equal(t, 0, gather(out, stdout, stderr, asRoot), stderr.String())
+	require.Equal(t, "wrote facts to "+out+"\n", stdout.String())
+	require.Empty(t, stderr.String())
+	dat, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"a":1}`, string(dat))
+
+	stdout.Reset()
+	require.Equal(t, 1, gather(out, stdout, stderr, facts.Gatherer{IsRoot: func() bool { return false }}))
+	require.Empty(t, stdout.String())
+	require.Equal(t, "choria-facts: gathering facts requires root, running as uid "+strconv.Itoa(os.Geteuid())+"\n", stderr.String())
+}
+
+// TestUsage: a usage error is one line and exit status 2, before anything
+// is gathered.
+func TestUsage(t *testing.T) {
+	bin, _ := buildGather(t)
+	for args, says := range map[string]string{
+		"--bogus":  "choria-facts: unknown long flag '--bogus'\n",
+		"extra":    "choria-facts: unexpected argument extra\n",
+		"--output": "choria-facts: expected argument for flag '--output'\n",
+	} {
+		code, stdout, stderr := runProgram(exec.Command(bin, args))
+		require.Equal(t, 2, code, "%s: %s", args, stderr)
+		require.Empty(t, stdout, args)
+		require.Equal(t, says, stderr, args)
+	}
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/choria-io/fisk"
 
+	"github.com/reproducible-choria/deployment/internal/atomicfile"
 	"github.com/reproducible-choria/deployment/internal/clilog"
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/internal/upstreambuild"
 	"github.com/reproducible-choria/deployment/internal/walkthrough"
 	"github.com/reproducible-choria/deployment/upstream"
@@ -40,7 +43,7 @@ func main() {
 	topoFile := up.Flag("topology", "Topology file (default: the built-in one)").PlaceHolder("FILE").String()
 	binDirs := up.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
 	nixosLike := up.Flag("nixos-like", "Hide this machine's /usr/bin and /usr/sbin from the hosts but for sh and env, as on NixOS: every tool then comes from PATH").UnNegatableBool()
-	timeout := up.Flag("timeout", "Give up when the lab is not up within this time").Default("5m").Duration()
+	timeout := up.Flag("timeout", "Give up when the lab is not up within this time (default: 3m plus 0.6s a server)").PlaceHolder("DURATION").Duration()
 
 	down := app.Command("down", "Stop the running lab and remove its namespaces, bridges and mounts")
 	purge := down.Flag("purge", "Also remove the lab directory: credentials, state and logs").UnNegatableBool()
@@ -61,10 +64,13 @@ func main() {
 	logsHost := logs.Arg("host", "Host name").Required().String()
 	follow := logs.Flag("follow", "Keep printing new lines").Short('f').UnNegatableBool()
 
-	bench := app.Command("bench", "Bring up fresh labs and measure them: seconds to broker ready, all provisioned, all answering ping; provisioning rate; peak memory")
-	benchServers := bench.Flag("servers", "Server counts to measure (repeatable)").Default("10", "50").Ints()
+	bench := app.Command("bench", "Bring up fresh labs and measure them: seconds to broker ready, all provisioned, all answering ping; provisioning rate; CPU seconds per server, idle CPU; memory (PSS, peak RSS)")
+	benchServers := bench.Flag("servers", "Server counts to measure, a fresh lab each (repeatable; up to the servers network's size, 766 by default)").Default("10", "50").Ints()
 	benchBrokers := bench.Flag("brokers", "Number of Choria brokers (default: the topology's, one)").PlaceHolder("N").Int()
 	benchBinDirs := bench.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
+	benchIdle := bench.Flag("idle", "How long to watch the answering fleet for its idle CPU (0: not measured)").Default("30s").Duration()
+	benchJSON := bench.Flag("json", "Also write every figure as JSON to FILE").PlaceHolder("FILE").String()
+	benchPlot := bench.Flag("plot", "Also draw time to provisioned and to answering against servers into FILE (.svg or .png)").PlaceHolder("FILE").String()
 
 	walk := app.Command("walkthrough", "Run the reference README's walkthrough (walkthrough/scenario.json) against the running lab, one line per step")
 	walkReport := walk.Flag("report", "Write a JSON report of every step to FILE").PlaceHolder("FILE").String()
@@ -111,9 +117,7 @@ func main() {
 	case logs.FullCommand():
 		err = lab.WriteLogs(os.Stdout, layout, *logsHost, *follow, ctx.Done())
 	case bench.FullCommand():
-		var results []lab.BenchResult
-		results, err = lab.Bench(ctx, lab.Options{Dir: *dir, Brokers: *benchBrokers, BinDirs: *benchBinDirs, Timeout: 5 * time.Minute, Log: log}, *benchServers)
-		lab.WriteBench(os.Stdout, results)
+		err = runBench(ctx, lab.BenchOptions{Lab: lab.Options{Dir: *dir, Brokers: *benchBrokers, BinDirs: *benchBinDirs, Log: log}, Counts: *benchServers, Idle: *benchIdle}, *benchJSON, *benchPlot)
 	case walk.FullCommand():
 		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
 	case buildUp.FullCommand():
@@ -154,6 +158,36 @@ func writeCluster(ctx context.Context, st *lab.State) error {
 	return nil
 }
 
+// runBench measures, then writes what it measured, also when a later
+// count failed.
+func runBench(ctx context.Context, o lab.BenchOptions, jsonFile, plotFile string) error {
+	if plotFile != "" {
+		if ext := filepath.Ext(plotFile); ext != ".svg" && ext != ".png" {
+			return fmt.Errorf("--plot %s: the file must end in .svg or .png", plotFile)
+		}
+	}
+	results, err := lab.Bench(ctx, o)
+	lab.WriteBench(os.Stdout, results)
+	if len(results) == 0 {
+		return err
+	}
+	if jsonFile != "" {
+		b := &bytes.Buffer{}
+		if werr := lab.WriteBenchJSON(b, results); werr != nil {
+			return errors.Join(err, werr)
+		}
+		if werr := atomicfile.Write(jsonFile, b.Bytes(), 0o644); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	if plotFile != "" {
+		if werr := lab.WriteBenchPlot(plotFile, results); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	return err
+}
+
 func runDown(l lab.Layout, purge bool) error {
 	st, err := lab.ReadState(l)
 	switch {
@@ -167,12 +201,13 @@ func runDown(l lab.Layout, purge bool) error {
 		}
 		// stopped once it let go of the lab's lock: a pid may linger as a
 		// zombie, or be another process's by now
-		deadline := time.Now().Add(30 * time.Second)
-		for _, err := lab.ReadState(l); !errors.Is(err, lab.ErrNotRunning); _, err = lab.ReadState(l) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("the lab (pid %d) did not stop within 30s", st.PID)
-			}
-			time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+			_, err := lab.ReadState(l)
+			return errors.Is(err, lab.ErrNotRunning), nil
+		}); err != nil {
+			return fmt.Errorf("the lab (pid %d) did not stop within 30s", st.PID)
 		}
 		fmt.Println("choria-lab: stopped")
 	}

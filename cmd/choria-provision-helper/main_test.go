@@ -22,18 +22,6 @@ const (
 	testRequest = "../../internal/provhelper/testdata/provisioning-request.json"
 )
 
-// buildHelper compiles the command once per test into a temporary directory.
-func buildHelper(t *testing.T) string {
-	t.Helper()
-	goBin := testenv.RequireTool(t, "go")
-	bin := filepath.Join(t.TempDir(), "choria-provision-helper")
-	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 type result struct {
 	code           int
 	stdout, stderr string
@@ -96,7 +84,7 @@ func decodeReply(t *testing.T, r result) reply {
 }
 
 func TestBinary(t *testing.T) {
-	bin := buildHelper(t)
+	bin := testenv.BuildCommand(t, "./cmd/choria-provision-helper")
 	request, err := os.ReadFile(testRequest)
 	if err != nil {
 		t.Fatal(err)

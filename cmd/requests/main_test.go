@@ -10,19 +10,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
-
-// buildAgent compiles this command the way it is shipped.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-
-	bin := filepath.Join(t.TempDir(), "requests")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build failed: %s", out)
-
-	return bin
-}
 
 // invoke runs the binary as the Choria server's external agent provider
 // does: request and reply files passed in the environment, nothing else.
@@ -74,7 +64,7 @@ func rpcRequest(action string, data map[string]any) map[string]any {
 }
 
 func TestBinaryProtocol(t *testing.T) {
-	bin := buildAgent(t)
+	bin := testenv.BuildCommand(t, "./cmd/requests")
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {

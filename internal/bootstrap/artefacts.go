@@ -10,6 +10,7 @@ import (
 
 	"github.com/choria-io/tokens"
 
+	"github.com/reproducible-choria/deployment/internal/duration"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -184,7 +185,7 @@ func clientTokenArtefact(p, seed, caller string, perms tokens.ClientPermissions,
 		check: func(s *state, b []byte) error { return checkClientToken(b, s.seed(fileIssuerSeed), s.seed(seed)) }}
 }
 
-func serverTokenArtefact(p, seed string, identity func(*state) string, perms tokens.ServerPermissions, pub []string, validity func(*state) topology.Duration) artefact {
+func serverTokenArtefact(p, seed string, identity func(*state) string, perms tokens.ServerPermissions, pub []string, validity func(*state) duration.Duration) artefact {
 	return artefact{path: p, kind: kindToken, deps: []string{seed, fileIssuerSeed},
 		make: func(s *state) ([]byte, error) {
 			pp := perms
@@ -223,8 +224,8 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 	hostIdentity := func(role string) func(*state) string {
 		return func(s *state) string { return s.topo.FQDN(s.topo.MustHost(role).Name) }
 	}
-	validity := func(f func(topology.Validity) topology.Duration) func(*state) topology.Duration {
-		return func(s *state) topology.Duration { return f(s.topo.Validity) }
+	validity := func(f func(topology.Validity) duration.Duration) func(*state) duration.Duration {
+		return func(s *state) duration.Duration { return f(s.topo.Validity) }
 	}
 
 	as := []artefact{
@@ -254,7 +255,7 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		seed := brokerFile(b.Name, "broker.seed")
 		as = append(as, seedArtefact(seed),
 			serverTokenArtefact(brokerFile(b.Name, "broker.jwt"), seed, func(s *state) string { return s.topo.FQDN(b.Name) },
-				tokens.ServerPermissions{}, []string{"choria.node_metadata.>"}, validity(func(v topology.Validity) topology.Duration { return v.BrokerToken })))
+				tokens.ServerPermissions{}, []string{"choria.node_metadata.>"}, validity(func(v topology.Validity) duration.Duration { return v.BrokerToken })))
 		as = append(as, tlsArtefacts(BrokerDir(b.Name), host)...)
 		as = append(as, configArtefact(brokerFile(b.Name, brokerConfig), func(s *state) ([]byte, error) { return s.renderBroker(b) },
 			fileIssuerSeed, fileSystemPassword, fileProvisioningPassword, fileBrokers))
@@ -270,7 +271,7 @@ func artefacts(t *topology.Topology, demo bool) []artefact {
 		clientTokenArtefact("aaa/request-signer.jwt", "aaa/request-signer.seed", requestSignerIdentity, tokens.ClientPermissions{AuthenticationDelegator: true}, nil, nil, false),
 		seedArtefact("aaa/signer-service.seed"),
 		serverTokenArtefact("aaa/signer-service.jwt", "aaa/signer-service.seed", hostIdentity(topology.RoleAAA),
-			tokens.ServerPermissions{ServiceHost: true}, nil, validity(func(v topology.Validity) topology.Duration { return v.Signers })),
+			tokens.ServerPermissions{ServiceHost: true}, nil, validity(func(v topology.Validity) duration.Duration { return v.Signers })),
 	)
 	as = append(as, tlsArtefacts(DirAAA, roleHost(topology.RoleAAA))...)
 	as = append(as, configArtefact("aaa/aaa-choria.conf", (*state).renderAAAChoria, fileBrokers))

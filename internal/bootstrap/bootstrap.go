@@ -155,7 +155,12 @@ func Run(opts Options) (*Result, error) {
 	}
 
 	for _, w := range writes {
-		if err := writeAtomic(opts.Out, w.a.dir(), filepath.Join(opts.Out, filepath.FromSlash(w.a.path)), w.data, fs.FileMode(w.a.mode())); err != nil {
+		if err := privateDir(filepath.Join(opts.Out, w.a.dir())); err != nil {
+			return res, err
+		}
+		// through a temporary file and a rename, so a crash never leaves a
+		// half-written credential behind (removeStaleTemps cleans up after it)
+		if err := atomicfile.Write(filepath.Join(opts.Out, filepath.FromSlash(w.a.path)), w.data, fs.FileMode(w.a.mode())); err != nil {
 			return res, err
 		}
 		if w.replaces {
@@ -221,6 +226,9 @@ func (s *state) tlsKey(p string) *ecdsa.PrivateKey {
 	return k
 }
 
+// tempPrefix names prepareOut's probe file. removeStaleTemps removes files
+// with it (the probe of a run that crashed, or a temporary file of a
+// version before atomicfile) as well as atomicfile's temporary files.
 const tempPrefix = ".choria-bootstrap-"
 
 func prepareOut(out string) error {
@@ -287,15 +295,13 @@ func readExisting(p string) ([]byte, error) {
 	return b, nil
 }
 
-// writeAtomic writes through a temporary file and a rename, so a crash never
-// leaves a half-written credential behind.
-func writeAtomic(out, dir, full string, data []byte, mode fs.FileMode) error {
-	d := filepath.Join(out, dir)
+// privateDir makes d, and makes it private, before a file is written in it.
+func privateDir(d string) error {
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", d, err)
 	}
 	if err := os.Chmod(d, 0o700); err != nil {
 		return fmt.Errorf("securing %s: %w", d, err)
 	}
-	return atomicfile.Write(full, data, mode)
+	return nil
 }

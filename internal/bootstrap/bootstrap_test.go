@@ -358,7 +358,7 @@ func TestServerSettingsParseUpstream(t *testing.T) {
 	h, err := provhelper.LoadConfig(filepath.Join(out, fileHelperConfig))
 	require.NoError(t, err)
 	assert.True(t, h.Permissions.Streams && h.Permissions.Submission && h.Permissions.ServiceHost)
-	assert.Equal(t, topo.Validity.ServerToken.Duration, time.Duration(h.TokenValidity))
+	assert.Equal(t, topo.Validity.ServerToken, h.TokenValidity)
 
 	// Answer the real request a v0.16.0 provisioner sent, and write the
 	// configuration as the server does (key=value lines).

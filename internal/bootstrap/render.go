@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
+	"github.com/reproducible-choria/deployment/internal/duration"
 	"github.com/reproducible-choria/deployment/internal/provhelper"
 	"github.com/reproducible-choria/deployment/topology"
 )
@@ -38,7 +39,7 @@ func (c *conf) settings() map[string]string {
 	return m
 }
 
-func seconds(d topology.Duration) string { return strconv.Itoa(int(d.Seconds())) }
+func seconds(d duration.Duration) string { return strconv.Itoa(int(d.Seconds())) }
 
 func hostPort(host string, port int) string { return host + ":" + strconv.Itoa(port) }
 
@@ -205,7 +206,7 @@ func (s *state) renderHelper() ([]byte, error) {
 	h := provhelper.Config{
 		Settings:      c.settings(),
 		Permissions:   provhelper.ServerPermissions{Streams: true, Submission: true, ServiceHost: true},
-		TokenValidity: provhelper.Duration(s.topo.Validity.ServerToken.Duration),
+		TokenValidity: s.topo.Validity.ServerToken,
 	}
 	if err := h.Validate(); err != nil {
 		return nil, fmt.Errorf("provisioning helper configuration: %w", err)

@@ -6,18 +6,13 @@ package facts
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/AstroProfundis/sysinfo"
 
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
 )
-
-// DefaultOutput is the facts file the provisioned servers are configured with.
-const DefaultOutput = "/etc/choria/facts.json"
 
 // Gatherer collects and writes facts. The fields exist so tests can replace
 // the privileged parts; zero values use the real ones.
@@ -92,30 +87,4 @@ func WriteJSON(path string, v any) error {
 
 	// facts are not secret and the server may not run as the same user
 	return atomicfile.Write(path, j, 0o644)
-}
-
-// Main is the command line of the gatherer, it returns the exit code.
-func Main(name string, args []string, stdout io.Writer, stderr io.Writer, g Gatherer) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	output := fs.String("output", DefaultOutput, "File to write the facts JSON to")
-	err := fs.Parse(args)
-	if err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", name, fs.Args())
-		return 2
-	}
-
-	err = g.Gather(*output)
-	if err != nil {
-		// one line, the exec watcher logs it as the failure reason
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return 1
-	}
-
-	fmt.Fprintf(stdout, "wrote facts to %s\n", *output)
-
-	return 0
 }

@@ -25,17 +25,13 @@ func entries(t *testing.T, dir string) []string {
 	return names
 }
 
-func TestMainWritesSysInfoFacts(t *testing.T) {
+func TestGatherWritesSysInfoFacts(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "facts.json")
 	// an older facts file is replaced
 	require.NoError(t, os.WriteFile(out, []byte(`{"old":true}`), 0o600))
 
-	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
-	code := Main("choria-facts", []string{"--output", out}, stdout, stderr, Gatherer{IsRoot: asRoot})
-	require.Equal(t, 0, code, "stderr: %s", stderr)
-	require.Empty(t, stderr.String())
-	require.Equal(t, "wrote facts to "+out+"\n", stdout.String())
+	require.NoError(t, Gatherer{IsRoot: asRoot}.Gather(out))
 
 	dat, err := os.ReadFile(out)
 	require.NoError(t, err)
@@ -60,23 +56,19 @@ func TestMainWritesSysInfoFacts(t *testing.T) {
 	require.Equal(t, []string{"facts.json"}, entries(t, dir), "no temporary files left")
 }
 
-func TestMainRefusesWithoutRoot(t *testing.T) {
+func TestGatherRefusesWithoutRoot(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "facts.json")
 	require.NoError(t, os.WriteFile(out, []byte(`{"old":true}`), 0o600))
 
 	collected := false
-	stdout, stderr := &bytes.Buffer{}, &bytes.Buffer{}
-	code := Main("choria-facts", []string{"--output", out}, stdout, stderr, Gatherer{
+	err := Gatherer{
 		IsRoot:  notRoot,
 		Collect: func() (any, error) { collected = true; return nil, nil },
-	})
+	}.Gather(out)
 
-	require.Equal(t, 1, code)
+	require.ErrorIs(t, err, ErrNotRoot)
 	require.False(t, collected, "nothing is gathered without root")
-	require.Empty(t, stdout.String())
-	require.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %q", stderr)
-	require.Contains(t, stderr.String(), "choria-facts: gathering facts requires root")
 
 	dat, err := os.ReadFile(out)
 	require.NoError(t, err)
@@ -123,21 +115,6 @@ func TestGatherFailuresLeavePreviousFacts(t *testing.T) {
 			require.Equal(t, []string{"facts.json"}, entries(t, dir))
 		})
 	}
-}
-
-func TestMainFlags(t *testing.T) {
-	stderr := &bytes.Buffer{}
-	require.Equal(t, 2, Main("choria-facts", []string{"--bogus"}, &bytes.Buffer{}, stderr, Gatherer{IsRoot: notRoot}))
-	require.Contains(t, stderr.String(), "flag provided but not defined")
-
-	stderr.Reset()
-	require.Equal(t, 2, Main("choria-facts", []string{"extra"}, &bytes.Buffer{}, stderr, Gatherer{IsRoot: notRoot}))
-	require.Contains(t, stderr.String(), "unexpected arguments")
-
-	// without --output the server's facts file is the target; not root so
-	// nothing is touched
-	stderr.Reset()
-	require.Equal(t, 1, Main("choria-facts", nil, &bytes.Buffer{}, stderr, Gatherer{IsRoot: notRoot}))
 }
 
 func TestDefaultRootCheck(t *testing.T) {

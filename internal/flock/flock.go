@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/reproducible-choria/deployment/internal/poll"
 )
 
 // Acquire takes an exclusive lock on path (created if missing), waiting
@@ -20,24 +22,23 @@ func Acquire(ctx context.Context, path string, waiting func()) (release func(), 
 		return nil, fmt.Errorf("opening the lock %s: %w", path, err)
 	}
 	said := false
-	for {
+	err = poll.Until(ctx, 500*time.Millisecond, func() (bool, error) {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			return func() { f.Close() }, nil
+			return true, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
+			return false, fmt.Errorf("locking %s: %w", path, err)
 		}
 		if !said {
 			waiting()
 			said = true
 		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
+	return func() { f.Close() }, nil
 }

@@ -1,44 +1,81 @@
 package lab
 
 import (
-	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/poll"
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
-// BenchResult is one fresh lab's bring-up, measured.
+// BenchOptions control `choria-lab bench`.
+type BenchOptions struct {
+	// Lab is the bring-up of each lab; its Servers is set per count.
+	Lab Options
+	// Counts are the server counts measured, a fresh lab each.
+	Counts []int
+	// Idle is how long the fleet is watched, answering and idle, for the
+	// idle CPU figure.
+	Idle time.Duration
+}
+
+// BenchResult is one fresh lab's bring-up, measured. Times are seconds
+// from the start of Up; memory is KiB.
 type BenchResult struct {
-	Servers int
-	Phases  PhaseTimes
-	// Ping is from the start of Up until every server answered choria ping.
-	Ping time.Duration
+	Servers     int     `json:"servers"`
+	Network     float64 `json:"network_s"`
+	Broker      float64 `json:"broker_ready_s"`
+	Services    float64 `json:"services_ready_s"`
+	Provisioned float64 `json:"all_provisioned_s"`
+	// Up is when `choria-lab up` says the lab is up: every server connected
+	// with its provisioned identity.
+	Up float64 `json:"up_s"`
+	// Ping is when every server had answered choria ping from the client.
+	Ping float64 `json:"all_answer_ping_s"`
 	// PerMinute is the provisioning rate: servers over the time from the
 	// services being ready to the last server provisioned.
-	PerMinute float64
-	// PeakRSS in KiB (VmHWM) of the broker, the provisioner, one server and
-	// this process, the lab's supervisor.
-	PeakRSS map[string]uint64
+	PerMinute float64 `json:"provisioned_per_minute"`
+	// CPU is the CPU seconds each role's processes (and the children they
+	// waited for) used from their start until every server answered;
+	// "supervisor" is choria-lab itself.
+	CPU map[string]float64 `json:"cpu_s"`
+	// CPUPerServer is CPU["server"] over the servers: the cost of one
+	// server from its first start to answering.
+	CPUPerServer float64 `json:"cpu_s_per_server"`
+	// IdleCPUPerServer is the share of one core a provisioned, answering
+	// server uses while nothing is asked of it, over IdleWindow seconds.
+	IdleCPUPerServer float64 `json:"idle_core_share_per_server"`
+	IdleWindow       float64 `json:"idle_window_s"`
+	// PSS is the proportional set size of each role's process; for
+	// servers the mean of one server and its host's anchor.
+	PSS map[string]uint64 `json:"pss_kib"`
+	// PeakRSS is the high-water resident set (VmHWM) of the broker, the
+	// provisioner, the first server and the supervisor.
+	PeakRSS map[string]uint64 `json:"peak_rss_kib"`
 }
 
 // Bench brings up a fresh lab for each server count and measures it.
-func Bench(ctx context.Context, o Options, counts []int) ([]BenchResult, error) {
+func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 	var results []BenchResult
-	for _, n := range counts {
-		o.Servers = n
-		if o.Log != nil {
-			o.Log.Info(fmt.Sprintf("bench: %d servers", n))
+	for _, n := range o.Counts {
+		lo := o.Lab
+		lo.Servers = n
+		if lo.Log != nil {
+			lo.Log.Info(fmt.Sprintf("bench: %d servers", n))
 		}
-		res, err := benchOne(ctx, o, n)
+		res, err := benchOne(ctx, lo, n, o.Idle)
 		if err != nil {
 			return results, fmt.Errorf("benchmark with %d servers: %w", n, err)
 		}
@@ -47,14 +84,16 @@ func Bench(ctx context.Context, o Options, counts []int) ([]BenchResult, error) 
 	return results, nil
 }
 
-func benchOne(ctx context.Context, o Options, n int) (*BenchResult, error) {
+func benchOne(ctx context.Context, o Options, n int, idle time.Duration) (*BenchResult, error) {
 	start := time.Now()
 	r, err := Up(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Down()
-	res := &BenchResult{Servers: n, Phases: r.Phases}
+	ph := r.Phases
+	res := &BenchResult{Servers: n, Network: ph.Network.Seconds(), Broker: ph.Broker.Seconds(), Services: ph.Services.Seconds(),
+		Provisioned: ph.Provisioned.Seconds(), Up: ph.Answering.Seconds()}
 	st := r.State()
 	pw, err := r.Plan.Layout.Credentials().UserPassword("choria")
 	if err != nil {
@@ -69,21 +108,124 @@ func benchOne(ctx context.Context, o Options, n int) (*BenchResult, error) {
 	if err := waitPing(ctx, st, n, 2*time.Minute); err != nil {
 		return nil, err
 	}
-	res.Ping = time.Since(start)
-	provisioning := r.Phases.Provisioned - r.Phases.Services
-	if provisioning > 0 {
+	res.Ping = time.Since(start).Seconds()
+	if provisioning := ph.Provisioned - ph.Services; provisioning > 0 {
 		res.PerMinute = float64(n) / provisioning.Minutes()
 	}
-	res.PeakRSS = map[string]uint64{"supervisor": peakRSS(os.Getpid())}
-	for _, s := range r.supervisor.Snapshots() {
-		switch {
-		case s.Name == "broker", s.Name == "provisioner":
-			res.PeakRSS[s.Name] = peakRSS(s.PID)
-		case s.Host == r.Plan.Topology.ServerName(1):
-			res.PeakRSS["server"] = peakRSS(s.PID)
+
+	procs := r.supervisor.Snapshots()
+	roles := hostRoles(st)
+	res.CPU = cpuByRole(procs, roles)
+	res.CPU["supervisor"] = cpuSeconds(os.Getpid())
+	res.CPUPerServer = res.CPU[topology.RoleServer] / float64(n)
+
+	if idle > 0 {
+		before := cpuByRole(procs, roles)[topology.RoleServer]
+		if err := poll.Sleep(ctx, idle); err != nil {
+			return nil, err
+		}
+		after := cpuByRole(procs, roles)[topology.RoleServer]
+		res.IdleWindow = idle.Seconds()
+		res.IdleCPUPerServer = (after - before) / idle.Seconds() / float64(n)
+	}
+
+	res.PSS, res.PeakRSS = memory(procs, st, r.Plan.Topology.ServerName(1))
+	return res, nil
+}
+
+func hostRoles(st *State) map[string]string {
+	roles := map[string]string{}
+	for _, h := range st.Hosts {
+		roles[h.Name] = h.Role
+	}
+	return roles
+}
+
+// cpuByRole sums the CPU seconds of the processes by their host's role.
+func cpuByRole(procs []supervisor.Snapshot, roles map[string]string) map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range procs {
+		out[roles[p.Host]] += cpuSeconds(p.PID)
+	}
+	return out
+}
+
+// userHZ is the unit of the children's times in /proc/PID/stat, as procfs
+// takes it for the process's own.
+const userHZ = 100
+
+// cpuSeconds is the CPU time of a process and of the children it waited
+// for; 0 when it is gone.
+func cpuSeconds(pid int) float64 {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0
+	}
+	s, err := p.Stat()
+	if err != nil {
+		return 0
+	}
+	return s.CPUTime() + float64(s.CUTime+s.CSTime)/userHZ
+}
+
+// memory reads the PSS of every role's process (servers: the mean of a
+// server with its anchor) and the peak RSS of the broker, the
+// provisioner, one server and the supervisor.
+func memory(procs []supervisor.Snapshot, st *State, oneServer string) (pss, peak map[string]uint64) {
+	pss, peak = map[string]uint64{}, map[string]uint64{}
+	roles := hostRoles(st)
+	var serverPSS []uint64
+	for _, p := range procs {
+		role := roles[p.Host]
+		if role == topology.RoleServer {
+			h, err := st.Host(p.Host)
+			if err == nil {
+				serverPSS = append(serverPSS, pssKiB(p.PID)+pssKiB(h.AnchorPID))
+			}
+			if p.Host == oneServer {
+				peak[role] = peakRSSKiB(p.PID)
+			}
+			continue
+		}
+		pss[role] += pssKiB(p.PID)
+		if role == topology.RoleBroker || role == topology.RoleProvisioner {
+			peak[role] = peakRSSKiB(p.PID)
 		}
 	}
-	return res, nil
+	if len(serverPSS) > 0 {
+		var sum uint64
+		for _, v := range serverPSS {
+			sum += v
+		}
+		pss[topology.RoleServer] = sum / uint64(len(serverPSS))
+	}
+	pss["supervisor"] = pssKiB(os.Getpid())
+	peak["supervisor"] = peakRSSKiB(os.Getpid())
+	return pss, peak
+}
+
+func pssKiB(pid int) uint64 {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0
+	}
+	r, err := p.ProcSMapsRollup()
+	if err != nil {
+		return 0
+	}
+	return r.Pss / 1024
+}
+
+func peakRSSKiB(pid int) uint64 {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0
+	}
+	s, err := p.NewStatus()
+	if err != nil {
+		return 0
+	}
+	return s.VmHWM / 1024
 }
 
 var pingReplies = regexp.MustCompile(`(\d+) replies`)
@@ -94,56 +236,46 @@ func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error 
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(limit)
+	// one ping is bounded by the wait's own limit and by ctx
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	last := ""
-	for time.Now().Before(deadline) {
-		// one ping is bounded by the wait's own limit and by ctx
-		pctx, cancel := context.WithDeadline(ctx, deadline)
-		cmd := netlab.EnterCommandContext(pctx, h.AnchorPID, []string{"choria", "ping"})
+	err = poll.Until(ctx, 200*time.Millisecond, func() (bool, error) {
+		cmd := netlab.EnterCommandContext(ctx, h.AnchorPID, []string{"choria", "ping"})
 		cmd.Env = st.Env
 		out, _ := cmd.CombinedOutput()
-		cancel()
 		last = string(out)
-		if m := pingReplies.FindStringSubmatch(last); m != nil {
-			if got, _ := strconv.Atoi(m[1]); got >= n {
-				return nil
-			}
+		m := pingReplies.FindStringSubmatch(last)
+		got := 0
+		if m != nil {
+			got, _ = strconv.Atoi(m[1])
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("not all %d servers answered choria ping within %s; last output: %s", n, limit, lastLine(last))
-}
-
-// peakRSS reads a process's high-water resident set size in KiB.
-func peakRSS(pid int) uint64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+		return got >= n, nil
+	})
 	if err != nil {
-		return 0
+		return fmt.Errorf("not all %d servers answered choria ping within %s: %w; last output: %s", n, limit, err, lastLine(last))
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb
-		}
-	}
-	return 0
+	return nil
 }
 
 // WriteBench prints the results as a table.
 func WriteBench(w io.Writer, results []BenchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "servers\tnetwork s\tbroker ready s\tall provisioned s\tall answer ping s\tprovisioned/min\tbroker MB\tprovisioner MB\tserver MB\tsupervisor MB\t")
-	mb := func(kb uint64) string { return fmt.Sprintf("%.1f", float64(kb)/1024) }
+	fmt.Fprintln(tw, "servers\tbroker ready s\tall provisioned s\tup s\tall answer ping s\tprovisioned/min\tCPU-s/server\tidle CPU/server (%)\tbroker MiB\tprovisioner MiB\tserver PSS MiB\tsupervisor MiB\t")
+	mib := func(kib uint64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%s\t%s\t%s\t%s\t\n", r.Servers,
-			r.Phases.Network.Seconds(), r.Phases.Broker.Seconds(), r.Phases.Provisioned.Seconds(), r.Ping.Seconds(), r.PerMinute,
-			mb(r.PeakRSS["broker"]), mb(r.PeakRSS["provisioner"]), mb(r.PeakRSS["server"]), mb(r.PeakRSS["supervisor"]))
+		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.3f\t%s\t%s\t%s\t%s\t\n", r.Servers,
+			r.Broker, r.Provisioned, r.Up, r.Ping, r.PerMinute, r.CPUPerServer, 100*r.IdleCPUPerServer,
+			mib(r.PeakRSS[topology.RoleBroker]), mib(r.PeakRSS[topology.RoleProvisioner]), mib(r.PSS[topology.RoleServer]), mib(r.PeakRSS["supervisor"]))
 	}
 	tw.Flush()
+}
+
+// WriteBenchJSON writes the results, every figure, as JSON.
+func WriteBenchJSON(w io.Writer, results []BenchResult) error {
+	sorted := slices.Clone(results)
+	slices.SortFunc(sorted, func(a, b BenchResult) int { return a.Servers - b.Servers })
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sorted)
 }

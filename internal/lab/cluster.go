@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -259,23 +260,22 @@ func (r *Running) waitSystemStreams(ctx context.Context) error {
 	}
 	client := monitorClient(h.DialContext, t.Ports.BrokerStats)
 	missing := systemStreams
-	for {
+	var last error
+	err := poll.Until(ctx, 500*time.Millisecond, func() (bool, error) {
 		details, err := streamDetails(ctx, client)
-		if err == nil {
-			missing = slices.DeleteFunc(slices.Clone(systemStreams), func(s string) bool {
-				return slices.ContainsFunc(details, func(d streamDetail) bool { return d.Name == s })
-			})
-			if len(missing) == 0 {
-				return nil
-			}
+		if last = err; err != nil {
+			return false, nil // not serving its monitoring port yet
 		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				return fmt.Errorf("the brokers' system streams: %w", err)
-			}
-			return fmt.Errorf("the brokers did not make their system streams %s: see %s", strings.Join(missing, ", "), r.Plan.Layout.ProcessLog(b.Name, "broker"))
-		case <-time.After(500 * time.Millisecond):
-		}
+		missing = slices.DeleteFunc(slices.Clone(systemStreams), func(s string) bool {
+			return slices.ContainsFunc(details, func(d streamDetail) bool { return d.Name == s })
+		})
+		return len(missing) == 0, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case last != nil:
+		return fmt.Errorf("the brokers' system streams: %w", last)
 	}
+	return fmt.Errorf("the brokers did not make their system streams %s: %w (see %s)", strings.Join(missing, ", "), err, r.Plan.Layout.ProcessLog(b.Name, "broker"))
 }

@@ -19,15 +19,11 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/clilog"
 	"github.com/reproducible-choria/deployment/internal/lab/labtest"
-	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/netlab/netlabtest"
 	"github.com/reproducible-choria/deployment/internal/supervisor"
 )
 
-func TestMain(m *testing.M) {
-	// the lab's namespaces are held by this binary re-executed as anchors
-	netlab.RunAnchorIfRequested()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { netlabtest.Main(m) }
 
 func labPIDs(st *State) []int {
 	var pids []int

@@ -37,7 +37,8 @@ type Options struct {
 	// but for sh and env, as on NixOS: the lab and the tour must then find
 	// everything on ToolPath.
 	NixOSLike bool
-	// Timeout bounds the whole bring-up.
+	// Timeout bounds the whole bring-up; when zero, it grows with the
+	// fleet (DefaultTimeout).
 	Timeout time.Duration
 	// Log receives the bring-up's progress and the supervisor's reports;
 	// nothing is logged when nil.
@@ -62,13 +63,23 @@ type Running struct {
 // PhaseTimes are the durations from the start of Up to each milestone.
 type PhaseTimes struct {
 	Network, Broker, Services, Provisioned time.Duration
+	// Answering: every server runs provisioned, connected to the broker.
+	Answering time.Duration
 }
 
 // startupDeaths is how often a service may die while the lab comes up
 // before the bring-up gives up on it.
 const startupDeaths = 3
 
-// Up builds the whole deployment and returns once every server is provisioned.
+// DefaultTimeout bounds the bring-up of a lab of servers: a fixed part for
+// the services, and a part a server, about three times what a server
+// takes to be provisioned here.
+func DefaultTimeout(servers int) time.Duration {
+	return 3*time.Minute + time.Duration(servers)*600*time.Millisecond
+}
+
+// Up builds the whole deployment and returns once every server is
+// provisioned and connected with its provisioned identity.
 // On any failure, or when ctx ends first, everything it started is torn down.
 func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	start := time.Now()
@@ -114,7 +125,7 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	}
 	timeout := o.Timeout
 	if timeout <= 0 {
-		timeout = 5 * time.Minute
+		timeout = DefaultTimeout(topo.Servers.Count)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -217,6 +228,10 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 		log.Info(fmt.Sprintf("the cluster's system streams are made (%s)", round(time.Since(start))))
 	}
 	r.Phases.Provisioned = time.Since(start)
+	if err := r.waitAnswering(ctx); err != nil {
+		return nil, err
+	}
+	r.Phases.Answering = time.Since(start)
 	r.state.Ready = true
 	if err := r.saveState(); err != nil {
 		return nil, err

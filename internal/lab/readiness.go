@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -40,13 +41,13 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 				wctx, cancel := context.WithCancelCause(ctx)
 				defer cancel(nil)
 				go func() {
-					for wctx.Err() == nil {
+					_ = poll.Until(wctx, 50*time.Millisecond, func() (bool, error) {
 						if n := sp.Restarts(); n >= startupDeaths {
 							cancel(fmt.Errorf("it died %d times", n))
-							return
+							return true, nil
 						}
-						time.Sleep(50 * time.Millisecond)
-					}
+						return false, nil
+					})
 				}()
 				if err := waitTCP(wctx, h, p.Ready); err != nil {
 					if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil {
@@ -62,56 +63,62 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 	return <-errs
 }
 
+// waitTCP waits until addr accepts connections from inside the host.
 func waitTCP(ctx context.Context, h *netlab.Host, addr string) error {
-	for {
+	return poll.Until(ctx, 50*time.Millisecond, func() (bool, error) {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		c, err := h.DialContext(dctx, "tcp", addr)
-		cancel()
 		if err == nil {
 			c.Close()
-			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err == nil, nil
+	})
 }
 
+// waitProvisioned waits until every server holds the configuration the
+// provisioner gave it.
 func (r *Running) waitProvisioned(ctx context.Context) error {
-	var servers []string
-	for _, hp := range r.Plan.Hosts {
-		if hp.Host.Role == topology.RoleServer {
-			servers = append(servers, hp.Host.Name)
+	return r.waitServers(ctx, "provisioned", func(h HostState) bool { return r.Plan.Layout.Provisioned(h.Name) },
+		"see the provisioner's log "+r.Plan.Layout.ProcessLog(r.Plan.Topology.MustHost(topology.RoleProvisioner).Name, "provisioner"))
+}
+
+// waitAnswering waits until every server runs with its provisioned
+// identity, connected to the broker, as its status file says.
+func (r *Running) waitAnswering(ctx context.Context) error {
+	return r.waitServers(ctx, "connected", func(h HostState) bool {
+		s, err := readServerStatus(h.StatusFile)
+		return err == nil && s.answering(h.FQDN)
+	}, "see `choria-lab status` and the servers' logs")
+}
+
+// waitServers reports progress until done holds for every server.
+func (r *Running) waitServers(ctx context.Context, state string, done func(HostState) bool, hint string) error {
+	var servers []HostState
+	for _, h := range r.State().Hosts {
+		if h.Role == topology.RoleServer {
+			servers = append(servers, h)
 		}
 	}
 	last := -1
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n := 0
-		var waiting []string
-		for _, s := range servers {
-			if r.Plan.Layout.Provisioned(s) {
-				n++
-			} else {
-				waiting = append(waiting, s)
+	var waiting []string
+	err := poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+		waiting = waiting[:0]
+		for _, h := range servers {
+			if !done(h) {
+				waiting = append(waiting, h.Name)
 			}
 		}
-		if n != last {
-			r.log.Info(fmt.Sprintf("servers provisioned %d of %d", n, len(servers)))
+		if n := len(servers) - len(waiting); n != last {
+			r.log.Info(fmt.Sprintf("servers %s %d of %d", state, n, len(servers)))
 			last = n
 		}
-		if n == len(servers) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d servers were not provisioned (%s): see the provisioner's log %s", len(waiting), len(servers), strings.Join(waiting, ", "), r.Plan.Layout.ProcessLog(r.Plan.Topology.MustHost(topology.RoleProvisioner).Name, "provisioner"))
-		case <-tick.C:
-		}
+		return len(waiting) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%d of %d servers were not %s (%s): %s: %w", len(waiting), len(servers), state, strings.Join(waiting, ", "), hint, err)
 	}
+	return nil
 }
 
 // makeTargetStream makes the replicator's target stream on the NATS host

@@ -28,7 +28,7 @@ func (r *Running) WriteSummary(w io.Writer) {
 			servers++
 		}
 	}
-	fmt.Fprintf(w, "\nThe Choria lab is up: %d hosts, %d servers provisioned in %s.\n\n", len(p.Hosts), servers, round(r.Phases.Provisioned))
+	fmt.Fprintf(w, "\nThe Choria lab is up: %d hosts, %d servers provisioned and connected in %s.\n\n", len(p.Hosts), servers, round(r.Phases.Answering))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tADDRESSES")
 	for _, h := range p.Hosts {
@@ -60,12 +60,29 @@ Stop         Ctrl-C here, or choria-lab down (--purge also removes credentials)
 		filepath.Join(l.Dir, "logs"), p.Topology.ServerName(1))
 }
 
-// serverStatus is the part of a server's status file the lab reports.
+// serverStatus is the part of a server's status file the lab reads.
 type serverStatus struct {
 	Identity         string `json:"identity"`
 	ConnectedServer  string `json:"connected_server"`
 	ProvisioningMode bool   `json:"provisioning_mode"`
-	LastMessage      int64  `json:"last_message"`
+}
+
+func readServerStatus(path string) (*serverStatus, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s serverStatus
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// answering tells whether the server runs as fqdn, provisioned and
+// connected to a broker.
+func (s *serverStatus) answering(fqdn string) bool {
+	return s.Identity == fqdn && !s.ProvisioningMode && s.ConnectedServer != ""
 }
 
 // WriteStatus prints a table of the running lab's hosts and processes.
@@ -103,10 +120,10 @@ func serverHealth(l Layout, h HostState) string {
 		return "unprovisioned"
 	}
 	s, err := readServerStatus(h.StatusFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return "provisioned, no status yet"
-	}
-	if err != nil {
+	case err != nil:
 		return "provisioned, status unreadable"
 	}
 	switch {
@@ -117,19 +134,6 @@ func serverHealth(l Layout, h HostState) string {
 	default:
 		return "provisioned, connected to " + s.ConnectedServer
 	}
-}
-
-// readServerStatus reads a server's status file.
-func readServerStatus(file string) (*serverStatus, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var s serverStatus
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	return &s, nil
 }
 
 // WriteLogs prints a host's process logs; with follow it keeps printing

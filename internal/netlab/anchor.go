@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -284,12 +285,7 @@ func makeTarget(target string, isDir bool, bound []string) error {
 // ownTree reports whether p is in a tree this host has a copy of: its
 // overlays, its private /root and /tmp, or an earlier bind target.
 func ownTree(p string, bound []string) bool {
-	for _, d := range append(append(append([]string{}, overlaid...), private...), bound...) {
-		if within(p, d) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(slices.Concat(overlaid, private, bound), func(d string) bool { return within(p, d) })
 }
 
 func remountReadOnly(target string) error {

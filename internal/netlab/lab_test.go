@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/vishvananda/netlink"
 )
@@ -394,10 +395,11 @@ func TestCrash(t *testing.T) {
 		t.Fatalf("crash child's lab has %d namespaces, want 6", len(ids))
 	}
 	// 6 anchors and the sleep, once nsenter has entered the namespaces.
-	for deadline := time.Now().Add(2 * time.Second); len(heldBy(ids)) < 7; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("crash child's lab is held by %v, want 7 processes", heldBy(ids))
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var held []int
+	if err := poll.Until(ctx, 10*time.Millisecond, func() (bool, error) { held = heldBy(ids); return len(held) >= 7, nil }); err != nil {
+		t.Fatalf("crash child's lab is held by %v, want 7 processes", held)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/vishvananda/netlink"
 )
@@ -209,16 +210,11 @@ func heldBy(ids map[nsID]bool) []int {
 // waitFree waits until no process is in ids.
 func waitFree(t *testing.T, ids map[nsID]bool, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		pids := heldBy(ids)
-		if len(pids) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes %v still hold the lab's namespaces after %v", pids, within)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var pids []int
+	if err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) { pids = heldBy(ids); return len(pids) == 0, nil }); err != nil {
+		t.Fatalf("processes %v still hold the lab's namespaces after %v", pids, within)
 	}
 }
 

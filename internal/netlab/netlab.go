@@ -10,8 +10,9 @@
 // Pdeathsig SIGKILL. When the caller dies, however it dies, the anchors die,
 // and with them the namespaces, and so the veths, bridges and mounts they
 // hold. Bridges live in a switch namespace of their own, hosts get a veth per
-// network and no default route, and addresses come only from LabRange, so
-// nothing in a lab can reach or be reached from the machine's networks.
+// network and no default route, and addresses come only from
+// topology.LabRange, so nothing in a lab can reach or be reached from the
+// machine's networks.
 package netlab
 
 import (
@@ -31,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reproducible-choria/deployment/internal/poll"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -448,20 +450,18 @@ func (l *Lab) close() error {
 	// anchor that died early may have freed its namespace's inode number
 	// for someone else's.
 	var errs []error
-	deadline := time.Now().Add(closeTimeout)
-	for {
-		stray := slices.DeleteFunc(holders(ids, own), func(pid int) bool { return !inNamespaces(pid, ids) })
-		if len(stray) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			errs = append(errs, fmt.Errorf("netlab: close: processes %v still in the lab after %v", stray, closeTimeout))
-			break
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	var stray []int
+	err := poll.Until(ctx, 10*time.Millisecond, func() (bool, error) {
+		stray = slices.DeleteFunc(holders(ids, own), func(pid int) bool { return !inNamespaces(pid, ids) })
 		for _, pid := range stray {
 			killIfIn(pid, ids)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return len(stray) == 0, nil
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("netlab: close: processes %v still in the lab after %v", stray, closeTimeout))
 	}
 	var wg sync.WaitGroup
 	for _, a := range anchors {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/reproducible-choria/deployment/topology"
 )
 
 // Network is one lab network: a Linux bridge inside the switch namespace.
@@ -54,10 +56,6 @@ type Spec struct {
 	Hosts    []HostSpec
 }
 
-// LabRange is the only address range lab networks may use (RFC 2544
-// benchmarking range), so a lab can never shadow a real network.
-var LabRange = netip.MustParsePrefix("198.18.0.0/15")
-
 // ErrNotRoot is returned by Up (and Preflight) when not running as root.
 var ErrNotRoot = errors.New("netlab: root is required to build the lab (network, UTS and mount namespaces, bridges, veths and overlay mounts); run it as root")
 
@@ -78,10 +76,7 @@ func workDir(hostRoot, mountpoint string) string {
 	return filepath.Join(hostRoot, "overlay", strings.Trim(mountpoint, "/"), "work")
 }
 
-var (
-	hostNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	fqdnRE     = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
-)
+var fqdnRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 
 // maxHosts and maxNetworks keep switch-side veth names ("h<host>n<net>")
 // within IFNAMSIZ-1 = 15 characters.
@@ -113,8 +108,8 @@ func (s Spec) Validate() error {
 		if p != p.Masked() {
 			return fmt.Errorf("netlab: network %q: subnet %v has host bits set (want %v)", n.Name, p, p.Masked())
 		}
-		if p.Bits() < LabRange.Bits() || !LabRange.Contains(p.Addr()) {
-			return fmt.Errorf("netlab: network %q: subnet %v is outside the lab range %v", n.Name, p, LabRange)
+		if !topology.InLabRange(p) {
+			return fmt.Errorf("netlab: network %q: subnet %v is outside the lab range %v", n.Name, p, topology.LabRange)
 		}
 		for other, q := range nets {
 			if p.Overlaps(q) {
@@ -126,7 +121,7 @@ func (s Spec) Validate() error {
 	names := map[string]bool{}
 	addrs := map[netip.Addr]string{}
 	for i, h := range s.Hosts {
-		if !hostNameRE.MatchString(h.Name) {
+		if !topology.IsDNSLabel(h.Name) {
 			return fmt.Errorf("netlab: host %d: name %q is not a lower-case DNS label", i, h.Name)
 		}
 		if names[h.Name] {

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,7 +158,7 @@ func (s directiveSet) unknown(keys []string) []string {
 			bad = append(bad, k)
 		}
 	}
-	sort.Strings(bad)
+	slices.Sort(bad)
 	return bad
 }
 
@@ -251,18 +252,9 @@ func (sec unitFileSection) hint(key string) string {
 // a [Service] directive, and every unitConfig key that is not a [Unit] one.
 func directiveErrors(where string, services map[string]unitSections) []string {
 	var errs []string
-	names := make([]string, 0, len(services))
-	for name := range services {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
 		for _, sec := range unitFileSections {
-			var keys []string
-			for k := range sec.keys(services[name]) {
-				keys = append(keys, k)
-			}
-			for _, k := range sec.known.unknown(keys) {
+			for _, k := range sec.known.unknown(slices.Collect(maps.Keys(sec.keys(services[name])))) {
 				errs = append(errs, fmt.Sprintf("%s: systemd.services.%s.%s.%s is not a directive of a %s section in systemd 258 (%s)%s",
 					where, name, sec.option, k, sec.name, sec.manPages, sec.hint(k)))
 			}

@@ -34,15 +34,9 @@ func TestPluginScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	bash := requireTool(t, "bash")
-	root := testenv.ModuleRoot(t)
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/choria-plugin-pack", "./cmd/requests", "./cmd/choria-bootstrap", "./cmd/choria-facts")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	testenv.Build(t, bin, "./cmd/choria-plugin-pack", "./cmd/requests", "./cmd/choria-bootstrap", "./cmd/choria-facts")
 
 	out := filepath.Join(tmp, "choria-plugins")
 	creds := filepath.Join(tmp, "credentials")

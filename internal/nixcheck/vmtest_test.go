@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -130,8 +129,8 @@ func TestWalkthroughVMs(t *testing.T) {
 	for name := range vt.Nodes {
 		got = append(got, name)
 	}
-	sort.Strings(want)
-	sort.Strings(got)
+	slices.Sort(want)
+	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Fatalf("VM test nodes = %q, want the topology's hosts %q", got, want)
 	}
@@ -338,7 +337,7 @@ func checkTestScript(t *testing.T, vt vmTest, nodes []string) {
 		}
 		named = append(named, value)
 	}
-	sort.Strings(named)
+	slices.Sort(named)
 	if !slices.Equal(named, nodes) {
 		t.Errorf("MACHINES names %q, want every node %q", named, nodes)
 	}

@@ -3,9 +3,10 @@ package provhelper
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,15 +16,9 @@ import (
 // writeConf writes settings as a choria .conf file in the given line format.
 func writeConf(t *testing.T, settings map[string]string, format string) string {
 	t.Helper()
-	keys := make([]string, 0, len(settings))
-	for k := range settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-
 	var b strings.Builder
 	b.WriteString("# written by TestReplyLoadsInGoChoria\n")
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
 		fmt.Fprintf(&b, format, k, settings[k])
 	}
 	path := filepath.Join(t.TempDir(), "server.conf")

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/reproducible-choria/deployment/internal/duration"
 )
 
 const (
@@ -58,7 +61,7 @@ type Config struct {
 
 	// TokenValidity is how long issued server tokens are valid; the reply
 	// carries now+TokenValidity as an absolute Unix time.
-	TokenValidity Duration `json:"token_validity"`
+	TokenValidity duration.Duration `json:"token_validity"`
 }
 
 // ServerPermissions uses the JSON names of tokens.ServerPermissions
@@ -76,30 +79,6 @@ func (p ServerPermissions) any() bool {
 	return p.Submission || p.Streams || p.Governor || p.ServiceHost
 }
 
-// Duration is a time.Duration that reads and writes Go duration strings such
-// as "43800h" in JSON.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON accepts only Go duration strings, so a bare number (whose
-// unit would be ambiguous) is an error.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"43800h\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("invalid duration: %w", err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
 // Validate checks the config is complete and cannot produce a server
 // configuration that the helper does not control.
 func (c *Config) Validate() error {
@@ -109,13 +88,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("settings: empty, servers would get no broker or security settings"))
 	}
 
-	keys := make([]string, 0, len(c.Settings))
-	for k := range c.Settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // stable error order
-
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(c.Settings)) { // stable error order
 		v := c.Settings[k]
 		if err := validateSettingKey(k); err != nil {
 			errs = append(errs, fmt.Errorf("settings: %w", err))
@@ -134,7 +107,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("permissions: governor requires streams"))
 	}
 
-	v := time.Duration(c.TokenValidity)
+	v := c.TokenValidity.Duration
 	switch {
 	case v == 0:
 		errs = append(errs, errors.New("token_validity: missing, give a duration such as \"43800h\""))

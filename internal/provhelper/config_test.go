@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reproducible-choria/deployment/internal/duration"
 )
 
 func validConfig() Config {
 	return Config{
 		Settings:      map[string]string{"plugin.choria.middleware_hosts": "broker.choria.local:4222"},
 		Permissions:   ServerPermissions{Streams: true},
-		TokenValidity: Duration(43800 * time.Hour),
+		TokenValidity: duration.Of(43800 * time.Hour),
 	}
 }
 
@@ -52,13 +54,13 @@ func TestConfigValidate(t *testing.T) {
 		{"invalid utf8", func(c *Config) { c.Settings["loglevel"] = "\xff" }, []string{"not valid UTF-8"}},
 		{"huge value", func(c *Config) { c.Settings["loglevel"] = strings.Repeat("a", 5000) }, []string{"longer than 4096"}},
 		{"governor without streams", func(c *Config) { c.Permissions = ServerPermissions{Governor: true} }, []string{"governor requires streams"}},
-		{"no validity", func(c *Config) { c.TokenValidity = 0 }, []string{"token_validity: missing"}},
-		{"validity one hour", func(c *Config) { c.TokenValidity = Duration(time.Hour) }, []string{"too short"}},
-		{"validity negative", func(c *Config) { c.TokenValidity = Duration(-time.Hour) }, []string{"too short"}},
-		{"validity too long", func(c *Config) { c.TokenValidity = Duration(438000 * time.Hour) }, []string{"sanity limit"}},
+		{"no validity", func(c *Config) { c.TokenValidity = duration.Duration{} }, []string{"token_validity: missing"}},
+		{"validity one hour", func(c *Config) { c.TokenValidity = duration.Of(time.Hour) }, []string{"too short"}},
+		{"validity negative", func(c *Config) { c.TokenValidity = duration.Of(-time.Hour) }, []string{"too short"}},
+		{"validity too long", func(c *Config) { c.TokenValidity = duration.Of(438000 * time.Hour) }, []string{"sanity limit"}},
 		{"several errors reported together", func(c *Config) {
 			c.Settings["identity"] = "x"
-			c.TokenValidity = 0
+			c.TokenValidity = duration.Duration{}
 		}, []string{"identity", "token_validity: missing"}},
 	}
 
@@ -137,27 +139,6 @@ func TestLoadConfigNamesTheFile(t *testing.T) {
 	}
 	if _, err := LoadConfig(big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("big file: %v", err)
-	}
-}
-
-func TestDurationJSON(t *testing.T) {
-	var d Duration
-	if err := json.Unmarshal([]byte(`"43800h"`), &d); err != nil {
-		t.Fatal(err)
-	}
-	if time.Duration(d) != 43800*time.Hour {
-		t.Errorf("got %v", time.Duration(d))
-	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != `"43800h0m0s"` {
-		t.Errorf("marshal = %s", b)
-	}
-	var back Duration
-	if err := json.Unmarshal(b, &back); err != nil || back != d {
-		t.Errorf("round trip: %v %v", back, err)
 	}
 }
 

@@ -121,7 +121,7 @@ func (h *Helper) Reply(data []byte) Reply {
 	}
 
 	claims := &ServerClaims{
-		ExpiresAt: h.now().Add(time.Duration(h.cfg.TokenValidity)).Unix(),
+		ExpiresAt: h.now().Add(h.cfg.TokenValidity.Duration).Unix(),
 	}
 	if h.cfg.Permissions.any() {
 		p := h.cfg.Permissions

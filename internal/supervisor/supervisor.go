@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/reproducible-choria/deployment/internal/poll"
 )
 
 // Backoff bounds for restarting a process that died.
@@ -372,18 +374,21 @@ func journalStream(logPath string) (*os.File, error) {
 // namespace, once it is there (within a second); 0 when it does not show.
 func programOf(pid int) int {
 	path := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
-	for range 100 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	child := 0
+	_ = poll.Until(ctx, 10*time.Millisecond, func() (bool, error) {
 		b, err := os.ReadFile(path)
 		if err != nil || !Alive(pid) {
-			return 0 // nsenter is gone: the program ended already
+			return true, nil // nsenter is gone: the program ended already
 		}
 		if f := strings.Fields(string(b)); len(f) > 0 {
-			child, _ := strconv.Atoi(f[0])
-			return child
+			child, _ = strconv.Atoi(f[0])
+			return true, nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return 0
+		return false, nil
+	})
+	return child
 }
 
 // Alive tells whether process pid runs: it exists and has not ended (a

@@ -17,15 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/reproducible-choria/deployment/internal/clilog"
-	"github.com/reproducible-choria/deployment/internal/netlab"
 	"github.com/reproducible-choria/deployment/internal/netlab/netlabtest"
 )
 
-func TestMain(m *testing.M) {
-	// the lab host's namespaces are held by this binary re-executed as an anchor
-	netlab.RunAnchorIfRequested()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { netlabtest.Main(m) }
 
 // machine runs programs on this machine itself: the supervisor's own
 // logic needs no namespace.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -132,4 +133,26 @@ func ModuleRoot(t testing.TB) string {
 		}
 		dir = parent
 	}
+}
+
+// Build builds packages of this module, named as from its root
+// ("./cmd/requests", "./cmd/..."), into dir as they are shipped
+// (CGO_ENABLED=0), and fails the test when they do not build.
+func Build(t testing.TB, dir string, pkgs ...string) {
+	t.Helper()
+	cmd := exec.Command(RequireTool(t, "go"), append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	cmd.Dir = ModuleRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %v: %v\n%s", pkgs, err, out)
+	}
+}
+
+// BuildCommand builds one command of this module ("./cmd/requests") into a
+// temporary directory of the test and returns the program's path.
+func BuildCommand(t testing.TB, pkg string) string {
+	t.Helper()
+	dir := t.TempDir()
+	Build(t, dir, pkg)
+	return filepath.Join(dir, path.Base(pkg))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/reproducible-choria/deployment/internal/duration"
 	"github.com/reproducible-choria/deployment/internal/testenv"
 )
 
@@ -98,7 +99,7 @@ func TestConformance(t *testing.T) {
 	}
 	t.Run("durations", func(t *testing.T) {
 		for _, d := range c.Durations {
-			var got Duration
+			var got duration.Duration
 			err := json.Unmarshal([]byte(`"`+d[0].(string)+`"`), &got)
 			if d[1] == nil {
 				assert.Error(t, err, "%v is not a duration", d[0])

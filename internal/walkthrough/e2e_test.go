@@ -15,14 +15,10 @@ import (
 	"github.com/reproducible-choria/deployment/internal/clilog"
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/lab/labtest"
-	"github.com/reproducible-choria/deployment/internal/netlab"
+	"github.com/reproducible-choria/deployment/internal/netlab/netlabtest"
 )
 
-func TestMain(m *testing.M) {
-	// the lab's namespaces are held by this binary re-executed as anchors
-	netlab.RunAnchorIfRequested()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { netlabtest.Main(m) }
 
 // TestWalkthroughEndToEnd brings up a fresh lab with ten servers and the
 // real programs, runs the whole shared scenario against it, and takes it

@@ -3,13 +3,13 @@ package walkthrough
 import (
 	"testing"
 
-	"github.com/reproducible-choria/deployment/walkthrough"
+	scenario "github.com/reproducible-choria/deployment/walkthrough"
 )
 
 // FuzzParse: no scenario file reaches a panic, and one that loads can be
 // expanded and checked against any output without one either.
 func FuzzParse(f *testing.F) {
-	f.Add(walkthrough.JSON())
+	f.Add(scenario.JSON())
 	f.Add([]byte(`{"steps": [{"name": "a", "host": "client", "command": "true", "expect": {"regex": ["("]}}]}`))
 	f.Add([]byte(`{"steps": [{"name": "a", "host": "${x", "login": {"user": "u", "password": "p", "expect": "success"}}]}`))
 	f.Add([]byte(`{}`))

@@ -2,6 +2,7 @@ package walkthrough
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ func LabServers(st *lab.State) []Server {
 			out = append(out, Server{Name: h.Name, FQDN: h.FQDN})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return serverIndex(out[i].Name) < serverIndex(out[j].Name) })
+	slices.SortStableFunc(out, func(a, b Server) int { return cmp.Compare(serverIndex(a.Name), serverIndex(b.Name)) })
 	return out
 }
 

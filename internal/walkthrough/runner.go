@@ -8,11 +8,11 @@ import (
 	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/reproducible-choria/deployment/internal/atomicfile"
+	"github.com/reproducible-choria/deployment/internal/poll"
 )
 
 // Executor runs the scenario's actions on the hosts of a deployment.
@@ -48,7 +48,7 @@ type Options struct {
 	Out io.Writer
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
-	// Sleep waits between attempts (tests); a timer honouring ctx by default.
+	// Sleep waits between attempts (tests); poll.Sleep by default.
 	Sleep func(context.Context, time.Duration) error
 }
 
@@ -120,7 +120,7 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Report, error) {
 		o.Now = time.Now
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleep
+		o.Sleep = poll.Sleep
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -336,9 +336,7 @@ func writeFailure(w io.Writer, sr StepReport) {
 	if sr.Error != "" {
 		fmt.Fprintf(w, "      error:    %s\n", sr.Error)
 	}
-	exp := append([]string(nil), sr.Expected...)
-	sort.Strings(exp)
-	for _, e := range exp {
+	for _, e := range slices.Sorted(slices.Values(sr.Expected)) {
 		fmt.Fprintf(w, "      expected: %s\n", e)
 	}
 	if sr.Exit != nil {
@@ -363,17 +361,6 @@ func truncate(s string) string {
 }
 
 func seconds(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // IsSecret tells whether a scenario variable holds a secret (a login
 // password, the provisioning token), whose value is never shown.

@@ -9,12 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/reproducible-choria/deployment/walkthrough"
+	"github.com/reproducible-choria/deployment/internal/duration"
+	scenario "github.com/reproducible-choria/deployment/walkthrough"
 )
 
 // Scenario is the whole walkthrough.
@@ -35,9 +37,9 @@ type Step struct {
 	Expect   Expect            `json:"expect"`
 	Capture  map[string]string `json:"capture,omitempty"`
 	Verify   map[string]string `json:"verify,omitempty"`
-	Deadline Duration          `json:"deadline,omitempty"`
-	Interval Duration          `json:"interval,omitempty"`
-	Timeout  Duration          `json:"timeout,omitempty"`
+	Deadline duration.Duration `json:"deadline,omitempty"`
+	Interval duration.Duration `json:"interval,omitempty"`
+	Timeout  duration.Duration `json:"timeout,omitempty"`
 }
 
 // Login is a `choria login` on the step's host.
@@ -134,27 +136,6 @@ func (e Exit) Matches(status int) bool {
 	return status == e.Code
 }
 
-// Duration is a Go duration written as a string ("90s").
-type Duration struct{ time.Duration }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"90s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
-	}
-	if v < 0 {
-		return fmt.Errorf("duration %q is negative", s)
-	}
-	d.Duration = v
-	return nil
-}
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
 // Verification kinds the runner implements in code.
 const (
 	VerifySubmissionSignature = "submission-signature"
@@ -168,7 +149,7 @@ var verifyParams = map[string][]string{
 
 // Default returns the embedded scenario, walkthrough/scenario.json.
 func Default() (*Scenario, error) {
-	return Parse(walkthrough.JSON())
+	return Parse(scenario.JSON())
 }
 
 // Parse decodes and validates a scenario; unknown fields are errors, so a
@@ -258,6 +239,11 @@ func (s *Scenario) Validate() error {
 				}
 			}
 		}
+		for field, d := range map[string]duration.Duration{"deadline": st.Deadline, "interval": st.Interval, "timeout": st.Timeout} {
+			if d.Duration < 0 {
+				bad("%s %q is negative", field, d)
+			}
+		}
 		if st.Deadline.Duration == 0 && st.Interval.Duration != 0 {
 			bad("interval without deadline")
 		}
@@ -275,14 +261,11 @@ func mapMentions(m map[string]string, s string) bool {
 }
 
 func (st *Step) patterns() []string {
-	ps := append(append([]string(nil), st.Expect.Regex...), st.Expect.NotRegex...)
+	ps := slices.Concat(st.Expect.Regex, st.Expect.NotRegex)
 	for _, c := range st.Expect.Count {
 		ps = append(ps, c.Regex)
 	}
-	for _, p := range st.Capture {
-		ps = append(ps, p)
-	}
-	return ps
+	return slices.AppendSeq(ps, maps.Values(st.Capture))
 }
 
 // compile compiles a scenario pattern: multi-line, as Python's re.M.

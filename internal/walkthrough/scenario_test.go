@@ -104,6 +104,7 @@ func TestParseRejects(t *testing.T) {
 		"item without each":     {`{"steps":[{"name":"a","host":"${item}","command":"x"}]}`, "without each"},
 		"bad each":              {`{"steps":[{"name":"a","host":"h","command":"x","each":"hosts"}]}`, `each must be`},
 		"bad duration":          {`{"steps":[{"name":"a","host":"h","command":"x","deadline":"soon"}]}`, `duration "soon"`},
+		"negative timeout":      {`{"steps":[{"name":"a","host":"h","command":"x","timeout":"-1s"}]}`, `timeout "-1s" is negative`},
 		"interval alone":        {`{"steps":[{"name":"a","host":"h","command":"x","interval":"1s"}]}`, "interval without deadline"},
 	} {
 		t.Run(name, func(t *testing.T) {

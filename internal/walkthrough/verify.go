@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/choria-io/tokens"
@@ -126,13 +128,7 @@ func parseNATSHeaders(b []byte) (textproto.MIMEHeader, error) {
 	return h, nil
 }
 
-func keys(h textproto.MIMEHeader) []string {
-	var ks []string
-	for k := range h {
-		ks = append(ks, k)
-	}
-	return ks
-}
+func keys(h textproto.MIMEHeader) []string { return slices.Sorted(maps.Keys(h)) }
 
 // compile unpacks a base64 tar of a generated package into a fresh module
 // that requires require ("module version") and builds it; the package must
@@ -225,7 +221,7 @@ func untar(b []byte, dir string) (int, error) {
 			return goFiles, fmt.Errorf("reading the generated package's tar: %w", err)
 		}
 		name := filepath.Clean(h.Name)
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+		if !filepath.IsLocal(name) {
 			return goFiles, fmt.Errorf("the tar holds %q, outside its directory", h.Name)
 		}
 		p := filepath.Join(dir, name)

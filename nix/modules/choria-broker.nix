@@ -13,7 +13,7 @@ let
   inherit (lib) types;
 
   runtimeConfig = "/run/choria-broker/broker.conf";
-  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+  configPath = lib.defaultTo runtimeConfig cfg.configFile;
 
   renderConfig = pkgs.writeShellScript "choria-broker-config" (
     common.renderChoria {
@@ -32,8 +32,8 @@ in
 
     package = lib.mkPackageOption pkgs "choria" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.choriaFormat;
       description = ''
         Broker configuration, written as `key = value` lines. See
         <https://choria.io/docs/configuration/broker/> and
@@ -43,62 +43,55 @@ in
       example = {
         "plugin.choria.network.peers" = "nats://broker1:5222,nats://broker2:5222";
       };
-      type = types.submodule {
-        freeformType = common.choriaFormat.type;
-        options = {
-          identity = lib.mkOption {
-            type = types.str;
-            default = config.networking.fqdnOrHostName;
-            defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
-            description = "The broker's identity; it must match the name in its token.";
-          };
-          loglevel = lib.mkOption {
-            type = types.enum [
-              "debug"
-              "info"
-              "warn"
-              "error"
-              "fatal"
-            ];
-            default = "info";
-            description = "Log level.";
-          };
-          "plugin.choria.broker_network" = lib.mkOption {
-            type = types.bool;
-            default = true;
-            description = "Whether to run the network broker.";
-          };
-          "plugin.choria.network.client_port" = lib.mkOption {
-            type = types.port;
-            default = 4222;
-            description = "Port for servers and clients.";
-          };
-          "plugin.choria.network.peer_port" = lib.mkOption {
-            type = types.port;
-            default = 5222;
-            description = "Port for other brokers of a cluster.";
-          };
-          "plugin.choria.stats_port" = lib.mkOption {
-            type = types.port;
-            default = 8222;
-            description = "Port of the monitoring (statistics) endpoint.";
-          };
-          "plugin.choria.network.stream.store" = lib.mkOption {
-            type = types.str;
-            default = "/var/lib/choria-broker/streams";
-            description = "Where Choria Streams keep their data; setting it enables Streams.";
-          };
-          "plugin.security.provider" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Security provider; `choria` uses ed25519 seeds and JWTs.";
-          };
-          "plugin.security.issuer.names" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Name of the organisation issuer whose tokens are trusted.";
-          };
+      options = {
+        identity = lib.mkOption {
+          type = types.str;
+          default = config.networking.fqdnOrHostName;
+          defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
+          description = "The broker's identity; it must match the name in its token.";
         };
+        loglevel = lib.mkOption {
+          type = types.enum [
+            "debug"
+            "info"
+            "warn"
+            "error"
+            "fatal"
+          ];
+          default = "info";
+          description = "Log level.";
+        };
+        "plugin.choria.broker_network" = lib.mkOption {
+          type = types.bool;
+          default = true;
+          description = "Whether to run the network broker.";
+        };
+        "plugin.choria.network.client_port" = lib.mkOption {
+          type = types.port;
+          default = 4222;
+          description = "Port for servers and clients.";
+        };
+        "plugin.choria.network.peer_port" = lib.mkOption {
+          type = types.port;
+          default = 5222;
+          description = "Port for other brokers of a cluster.";
+        };
+        "plugin.choria.stats_port" = lib.mkOption {
+          type = types.port;
+          default = 8222;
+          description = "Port of the monitoring (statistics) endpoint.";
+        };
+        "plugin.choria.network.stream.store" = lib.mkOption {
+          type = types.str;
+          default = "/var/lib/choria-broker/streams";
+          description = "Where Choria Streams keep their data; setting it enables Streams.";
+        };
+        "plugin.security.provider" = lib.mkOption {
+          type = types.str;
+          default = "choria";
+          description = "Security provider; `choria` uses ed25519 seeds and JWTs.";
+        };
+        inherit (common.settingOptions) "plugin.security.issuer.names";
       };
     };
 
@@ -116,9 +109,7 @@ in
     systemPasswordFile = common.mkFileOption "Password of the broker's system account (`plugin.choria.network.system.password`).";
     provisioningPasswordFile = common.mkFileOption "Password the provisioner connects with (`plugin.choria.network.provisioning.client_password`).";
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       example = "/etc/choria-broker/broker.conf";
       description = ''
         A complete configuration to use instead of {option}`settings`, read
@@ -128,61 +119,37 @@ in
       '';
     };
 
-    openFirewall = lib.mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open the client and peer ports in the firewall.";
-    };
+    openFirewall = common.mkOpenFirewallOption "the client and peer ports";
   }
   // common.userOptions "choria-broker";
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
+      (common.service {
+        name = "choria-broker";
+        description = "Choria Broker";
+        inherit cfg renderConfig;
+        execStart = "${lib.getExe cfg.package} broker run --config ${configPath}";
+        serviceConfig = {
+          # Streams keep two files open per stream, NATS one per client.
+          LimitNOFILE = 65536;
+          # The embedded NATS server lists the interfaces (a netlink
+          # socket) to advertise its addresses when it listens on all.
+          RestrictAddressFamilies = common.hardening.RestrictAddressFamilies ++ [ "AF_NETLINK" ];
+        };
+      })
       {
         services.choria-broker = {
-          credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.seedFile != null) { "plugin.security.choria.seed_file" = cfg.seedFile; })
-            (lib.mkIf (cfg.tokenFile != null) { "plugin.security.choria.token_file" = cfg.tokenFile; })
-            (lib.mkIf (cfg.tlsCertificateFile != null) {
-              "plugin.security.choria.certificate" = cfg.tlsCertificateFile;
-            })
-            (lib.mkIf (cfg.tlsKeyFile != null) { "plugin.security.choria.key" = cfg.tlsKeyFile; })
-          ];
-          secretFiles = lib.mkMerge [
-            (lib.mkIf (cfg.issuerPublicKeyFile != null) { ${issuerKey} = cfg.issuerPublicKeyFile; })
-            (lib.mkIf (cfg.systemPasswordFile != null) {
-              "plugin.choria.network.system.password" = cfg.systemPasswordFile;
-            })
-            (lib.mkIf (cfg.provisioningPasswordFile != null) {
-              "plugin.choria.network.provisioning.client_password" = cfg.provisioningPasswordFile;
-            })
-          ];
-        };
-
-        systemd.services.choria-broker = {
-          description = "Choria Broker";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "network-online.target" ];
-          after = [ "network-online.target" ];
-
-          serviceConfig = common.hardening // {
-            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
-            ExecStart = "${lib.getExe cfg.package} broker run --config ${configPath}";
-            Restart = "on-failure";
-            # systemd's default 100 ms reaches its start limit in half a second
-            RestartSec = "5s";
-            User = cfg.user;
-            Group = cfg.group;
-            StateDirectory = "choria-broker";
-            StateDirectoryMode = "0750";
-            RuntimeDirectory = "choria-broker";
-            RuntimeDirectoryMode = "0750";
-            LoadCredential = common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; };
-            # Streams keep two files open per stream, NATS one per client.
-            LimitNOFILE = 65536;
-            # The embedded NATS server lists the interfaces (a netlink
-            # socket) to advertise its addresses when it listens on all.
-            RestrictAddressFamilies = common.hardening.RestrictAddressFamilies ++ [ "AF_NETLINK" ];
+          credentialFiles = common.givenFiles {
+            "plugin.security.choria.seed_file" = cfg.seedFile;
+            "plugin.security.choria.token_file" = cfg.tokenFile;
+            "plugin.security.choria.certificate" = cfg.tlsCertificateFile;
+            "plugin.security.choria.key" = cfg.tlsKeyFile;
+          };
+          secretFiles = common.givenFiles {
+            ${issuerKey} = cfg.issuerPublicKeyFile;
+            "plugin.choria.network.system.password" = cfg.systemPasswordFile;
+            "plugin.choria.network.provisioning.client_password" = cfg.provisioningPasswordFile;
           };
         };
 
@@ -191,12 +158,6 @@ in
           cfg.settings."plugin.choria.network.peer_port"
         ];
       }
-      (common.systemUser {
-        inherit cfg;
-        name = "choria-broker";
-        description = "Choria Broker";
-        home = "/var/lib/choria-broker";
-      })
     ]
   );
 }

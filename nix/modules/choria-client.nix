@@ -17,8 +17,8 @@ in
 
     package = lib.mkPackageOption pkgs "choria" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.choriaFormat;
       description = ''
         Client configuration, `/etc/choria/client.conf`, as `key = value`
         lines. It is world-readable in the Nix store: put no password here
@@ -30,36 +30,23 @@ in
         "plugin.login.aaasvc.login.url" = "https://aaa.example.net:8080/choria/v1/login";
         "plugin.choria.security.request_signer.service" = true;
       };
-      type = types.submodule {
-        freeformType = common.choriaFormat.type;
-        options = {
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "warn";
-            description = "Log level.";
-          };
-          "plugin.security.provider" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Security provider.";
-          };
-          "plugin.security.choria.token_file" = lib.mkOption {
-            type = types.str;
-            default = "~/.config/choria/client.jwt";
-            description = "Where each user's login token is kept (`choria login` writes it).";
-          };
-          "plugin.security.choria.seed_file" = lib.mkOption {
-            type = types.str;
-            default = "~/.config/choria/client.key";
-            description = "Where each user's seed is kept.";
-          };
+      options = {
+        loglevel = common.settingOptions.loglevel "warn";
+        inherit (common.settingOptions) "plugin.security.provider";
+        "plugin.security.choria.token_file" = lib.mkOption {
+          type = types.str;
+          default = "~/.config/choria/client.jwt";
+          description = "Where each user's login token is kept (`choria login` writes it).";
+        };
+        "plugin.security.choria.seed_file" = lib.mkOption {
+          type = types.str;
+          default = "~/.config/choria/client.key";
+          description = "Where each user's seed is kept.";
         };
       };
     };
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       example = "/var/lib/choria-lab/credentials/client/client.conf";
       description = ''
         A configuration kept outside the store (for example written by

@@ -48,11 +48,7 @@ in
       description = "Port to listen on.";
     };
 
-    openFirewall = lib.mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open {option}`port` in the firewall.";
-    };
+    openFirewall = common.mkOpenFirewallOption "{option}`port`";
   };
 
   config = lib.mkIf cfg.enable {

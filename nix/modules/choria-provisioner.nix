@@ -14,9 +14,8 @@ let
 
   runtimeConfig = "/run/choria-provisioner/provisioner.yaml";
   runtimeChoriaConfig = "/run/choria-provisioner/choria.cfg";
-  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
-  choriaConfigPath =
-    if cfg.choriaConfigFile != null then cfg.choriaConfigFile else runtimeChoriaConfig;
+  configPath = lib.defaultTo runtimeConfig cfg.configFile;
+  choriaConfigPath = lib.defaultTo runtimeChoriaConfig cfg.choriaConfigFile;
 
   renderConfig = pkgs.writeShellScript "choria-provisioner-config" (
     lib.optionalString (cfg.configFile == null) (
@@ -44,58 +43,43 @@ in
 
     package = lib.mkPackageOption pkgs "choria-provisioner" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.yamlFormat;
       description = ''
         Provisioner configuration (YAML; see the provisioner's README). It
         is written as JSON, which is YAML and which the provisioner reads
         the same way. Secrets belong in {option}`secretFiles` and
         {option}`credentialFiles`, or the options that fill them.
       '';
-      type = types.submodule {
-        freeformType = common.yamlFormat.type;
-        options = {
-          workers = lib.mkOption {
-            type = types.ints.positive;
-            default = 4;
-            description = "How many servers are provisioned at once.";
+      options = {
+        workers = lib.mkOption {
+          type = types.ints.positive;
+          default = 4;
+          description = "How many servers are provisioned at once.";
+        };
+        interval = lib.mkOption {
+          type = types.str;
+          default = "1m";
+          description = "How often unprovisioned servers are discovered; at least one minute.";
+        };
+        inherit (common.settingOptions) logfile;
+        loglevel = common.settingOptions.loglevel "info";
+        helper = lib.mkOption {
+          type = types.str;
+          example = "/run/current-system/sw/bin/choria-provision-helper --config /etc/choria-provisioner/helper.json";
+          description = ''
+            Command run for each server, split shell-style; it reads the
+            request on stdin and prints the configuration. Give an
+            absolute path.
+          '';
+        };
+        features = lib.mkOption {
+          type = types.attrsOf types.bool;
+          default = {
+            jwt = true;
+            ed25519 = true;
           };
-          interval = lib.mkOption {
-            type = types.str;
-            default = "1m";
-            description = "How often unprovisioned servers are discovered; at least one minute.";
-          };
-          logfile = lib.mkOption {
-            type = types.str;
-            default = "stdout";
-            description = ''
-              Log file, or one of the keywords `stdout`, `stderr` and `discard`;
-              the default goes to the journal. Not `/dev/stdout`: go-choria opens
-              any other value as a file, which fails on the journal's socket.
-            '';
-          };
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "info";
-            description = "Log level.";
-          };
-          helper = lib.mkOption {
-            type = types.str;
-            example = "/run/current-system/sw/bin/choria-provision-helper --config /etc/choria-provisioner/helper.json";
-            description = ''
-              Command run for each server, split shell-style; it reads the
-              request on stdin and prints the configuration. Give an
-              absolute path.
-            '';
-          };
-          features = lib.mkOption {
-            type = types.attrsOf types.bool;
-            default = {
-              jwt = true;
-              ed25519 = true;
-            };
-            description = "Provisioning features.";
-          };
+          description = "Provisioning features.";
         };
       };
     };
@@ -108,127 +92,82 @@ in
     signingTokenFile = common.mkFileOption "The provisioner signer's JWT (`jwt_signing_token`).";
     issuerPublicKeyFile = common.mkFileOption "File holding the issuer's public key (hex), read at start (`jwt_verify_cert`).";
 
-    choriaSettings = lib.mkOption {
-      default = { };
+    choriaSettings = common.mkSettingsOption {
+      format = common.choriaFormat;
       description = "The provisioner's Choria client configuration (`--choria-config`), `key = value` lines.";
       example = {
         "plugin.choria.middleware_hosts" = "broker.example.net:4222";
       };
-      type = types.submodule {
-        freeformType = common.choriaFormat.type;
-        options = {
-          identity = lib.mkOption {
-            type = types.str;
-            default = "provisioner_signer";
-            description = "Identity; it must match the caller in the signer's token.";
-          };
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "warn";
-            description = "Log level.";
-          };
-          "plugin.security.provider" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Security provider.";
-          };
+      options = {
+        identity = lib.mkOption {
+          type = types.str;
+          default = "provisioner_signer";
+          description = "Identity; it must match the caller in the signer's token.";
         };
+        loglevel = common.settingOptions.loglevel "warn";
+        inherit (common.settingOptions) "plugin.security.provider";
       };
     };
 
     choria = common.fileOptions;
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       description = "A complete provisioner configuration to use instead of {option}`settings`, readable by {option}`user`.";
     };
 
-    choriaConfigFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    choriaConfigFile = common.mkConfigFileOption {
       description = "A complete Choria client configuration to use instead of {option}`choriaSettings`.";
     };
 
-    openFirewall = lib.mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open `monitor_port` (when set) in the firewall.";
-    };
+    openFirewall = common.mkOpenFirewallOption "`monitor_port` (when set)";
   }
   // common.userOptions "choria-provisioner";
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
+      (common.service {
+        name = "choria-provisioner";
+        description = "Choria Provisioner";
+        inherit cfg;
+        execStart = lib.escapeShellArgs [
+          (lib.getExe cfg.package)
+          "--config"
+          configPath
+          "--choria-config"
+          choriaConfigPath
+        ];
+        after = [ "choria-broker.service" ];
+        loadCredential =
+          common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; }
+          ++ common.loadCredentials "choria-" cfg.choria;
+        # Renders whichever of the two files is not given.
+        serviceConfig.ExecStartPre = renderConfig;
+      })
       {
         services.choria-provisioner = {
-          credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.signingSeedFile != null) { jwt_signing_key = cfg.signingSeedFile; })
-            (lib.mkIf (cfg.signingTokenFile != null) { jwt_signing_token = cfg.signingTokenFile; })
-          ];
-          secretFiles = lib.mkMerge [
-            (lib.mkIf (cfg.tokenFile != null) { token = cfg.tokenFile; })
-            (lib.mkIf (cfg.brokerPasswordFile != null) {
-              broker_provisioning_password = cfg.brokerPasswordFile;
-            })
-            (lib.mkIf (cfg.issuerPublicKeyFile != null) { jwt_verify_cert = cfg.issuerPublicKeyFile; })
-          ];
+          credentialFiles = common.givenFiles {
+            jwt_signing_key = cfg.signingSeedFile;
+            jwt_signing_token = cfg.signingTokenFile;
+          };
+          secretFiles = common.givenFiles {
+            token = cfg.tokenFile;
+            broker_provisioning_password = cfg.brokerPasswordFile;
+            jwt_verify_cert = cfg.issuerPublicKeyFile;
+          };
           # The provisioner's Choria identity is its signer.
-          choria.credentialFiles = lib.mkMerge [
-            (lib.mkIf (cfg.signingSeedFile != null) {
-              "plugin.security.choria.seed_file" = cfg.signingSeedFile;
-            })
-            (lib.mkIf (cfg.signingTokenFile != null) {
-              "plugin.security.choria.token_file" = cfg.signingTokenFile;
-            })
-          ];
-        };
-
-        systemd.services.choria-provisioner = {
-          description = "Choria Provisioner";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "network-online.target" ];
-          after = [
-            "network-online.target"
-            "choria-broker.service"
-          ];
-          # "could not determine client identity" without it.
-          environment.USER = cfg.user;
-
-          serviceConfig = common.hardening // {
-            ExecStartPre = renderConfig;
-            ExecStart = lib.escapeShellArgs [
-              (lib.getExe cfg.package)
-              "--config"
-              configPath
-              "--choria-config"
-              choriaConfigPath
-            ];
-            Restart = "on-failure";
-            # systemd's default 100 ms reaches its start limit in half a second
-            RestartSec = "5s";
-            User = cfg.user;
-            Group = cfg.group;
-            StateDirectory = "choria-provisioner";
-            StateDirectoryMode = "0750";
-            RuntimeDirectory = "choria-provisioner";
-            RuntimeDirectoryMode = "0750";
-            LoadCredential =
-              common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; }
-              ++ common.loadCredentials "choria-" cfg.choria;
+          choria.credentialFiles = common.givenFiles {
+            "plugin.security.choria.seed_file" = cfg.signingSeedFile;
+            "plugin.security.choria.token_file" = cfg.signingTokenFile;
           };
         };
+
+        # "could not determine client identity" without it.
+        systemd.services.choria-provisioner.environment.USER = cfg.user;
 
         networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && cfg.settings ? monitor_port) [
           cfg.settings.monitor_port
         ];
       }
-      (common.systemUser {
-        inherit cfg;
-        name = "choria-provisioner";
-        description = "Choria Provisioner";
-        home = "/var/lib/choria-provisioner";
-      })
     ]
   );
 }

@@ -48,48 +48,32 @@ in
 
     package = lib.mkPackageOption pkgs "choria" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.choriaFormat;
       description = ''
         Server configuration, written as `key = value` lines (see
         <https://choria.io/docs/configuration/>). Not used when
         {option}`provisioning.enable` is set: the provisioner writes the
         configuration then.
       '';
-      type = types.submodule {
-        freeformType = common.choriaFormat.type;
-        options = {
-          identity = lib.mkOption {
-            type = types.str;
-            default = config.networking.fqdnOrHostName;
-            defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
-            description = "The server's identity; it must match the name in its token.";
-          };
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "info";
-            description = "Log level.";
-          };
-          "plugin.security.provider" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Security provider.";
-          };
-          "plugin.security.issuer.names" = lib.mkOption {
-            type = types.str;
-            default = "choria";
-            description = "Name of the organisation issuer whose tokens are trusted.";
-          };
-          "plugin.choria.machine.store" = lib.mkOption {
-            type = types.str;
-            default = "/etc/choria/machine";
-            description = "Directory of autonomous agents.";
-          };
-          libdir = lib.mkOption {
-            type = types.str;
-            default = "/var/lib/choria/plugins";
-            description = "Plugin directory; external agents go in its `mcollective/agent`.";
-          };
+      options = {
+        identity = lib.mkOption {
+          type = types.str;
+          default = config.networking.fqdnOrHostName;
+          defaultText = lib.literalExpression "config.networking.fqdnOrHostName";
+          description = "The server's identity; it must match the name in its token.";
+        };
+        loglevel = common.settingOptions.loglevel "info";
+        inherit (common.settingOptions) "plugin.security.provider" "plugin.security.issuer.names";
+        "plugin.choria.machine.store" = lib.mkOption {
+          type = types.str;
+          default = "/etc/choria/machine";
+          description = "Directory of autonomous agents.";
+        };
+        libdir = lib.mkOption {
+          type = types.str;
+          default = "/var/lib/choria/plugins";
+          description = "Plugin directory; external agents go in its `mcollective/agent`.";
         };
       };
     };
@@ -117,9 +101,7 @@ in
       };
     };
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       description = "A complete configuration to use instead of {option}`settings`.";
     };
 
@@ -133,13 +115,11 @@ in
 
   config = lib.mkIf cfg.enable {
     services.choria-server = lib.mkIf (!cfg.provisioning.enable) {
-      credentialFiles = lib.mkMerge [
-        (lib.mkIf (cfg.seedFile != null) { "plugin.security.choria.seed_file" = cfg.seedFile; })
-        (lib.mkIf (cfg.tokenFile != null) { "plugin.security.choria.token_file" = cfg.tokenFile; })
-      ];
-      secretFiles = lib.mkIf (cfg.issuerPublicKeyFile != null) {
-        ${issuerKey} = cfg.issuerPublicKeyFile;
+      credentialFiles = common.givenFiles {
+        "plugin.security.choria.seed_file" = cfg.seedFile;
+        "plugin.security.choria.token_file" = cfg.tokenFile;
       };
+      secretFiles = common.givenFiles { ${issuerKey} = cfg.issuerPublicKeyFile; };
     };
 
     environment.systemPackages = [ cfg.package ];

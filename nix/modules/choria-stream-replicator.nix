@@ -13,7 +13,7 @@ let
   inherit (lib) types;
 
   runtimeConfig = "/run/stream-replicator/sr.yaml";
-  configPath = if cfg.configFile != null then cfg.configFile else runtimeConfig;
+  configPath = lib.defaultTo runtimeConfig cfg.configFile;
 
   renderConfig = pkgs.writeShellScript "stream-replicator-config" (
     common.renderJSON {
@@ -30,8 +30,8 @@ in
 
     package = lib.mkPackageOption pkgs "stream-replicator" { };
 
-    settings = lib.mkOption {
-      default = { };
+    settings = common.mkSettingsOption {
+      format = common.yamlFormat;
       description = ''
         Replicator configuration (YAML; see
         <https://github.com/choria-io/stream-replicator>), written as JSON,
@@ -53,28 +53,19 @@ in
           ];
         }
       '';
-      type = types.submodule {
-        freeformType = common.yamlFormat.type;
-        options = {
-          loglevel = lib.mkOption {
-            type = types.str;
-            default = "info";
-            description = "Log level.";
-          };
-          state_store = lib.mkOption {
-            type = types.str;
-            default = "/var/lib/stream-replicator";
-            description = "Directory where replication state is kept.";
-          };
+      options = {
+        loglevel = common.settingOptions.loglevel "info";
+        state_store = lib.mkOption {
+          type = types.str;
+          default = "/var/lib/stream-replicator";
+          description = "Directory where replication state is kept.";
         };
       };
     };
 
     inherit (common.fileOptions) credentialFiles secretFiles;
 
-    configFile = lib.mkOption {
-      type = types.nullOr types.path;
-      default = null;
+    configFile = common.mkConfigFileOption {
       example = "/etc/stream-replicator/sr.yaml";
       description = ''
         A complete configuration to use instead of {option}`settings`, read
@@ -82,53 +73,27 @@ in
       '';
     };
 
-    openFirewall = lib.mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open `monitor_port` (when set) in the firewall.";
-    };
+    openFirewall = common.mkOpenFirewallOption "`monitor_port` (when set)";
   }
   // common.userOptions "stream-replicator";
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
+      (common.service {
+        name = "stream-replicator";
+        description = "Choria Stream Replicator";
+        inherit cfg renderConfig;
+        execStart = "${lib.getExe cfg.package} replicate --config ${configPath}";
+        after = [
+          "choria-broker.service"
+          "nats.service"
+        ];
+      })
       {
-        systemd.services.stream-replicator = {
-          description = "Choria Stream Replicator";
-          wantedBy = [ "multi-user.target" ];
-          wants = [ "network-online.target" ];
-          after = [
-            "network-online.target"
-            "choria-broker.service"
-            "nats.service"
-          ];
-
-          serviceConfig = common.hardening // {
-            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
-            ExecStart = "${lib.getExe cfg.package} replicate --config ${configPath}";
-            Restart = "on-failure";
-            # systemd's default 100 ms reaches its start limit in half a second
-            RestartSec = "5s";
-            User = cfg.user;
-            Group = cfg.group;
-            StateDirectory = "stream-replicator";
-            StateDirectoryMode = "0750";
-            RuntimeDirectory = "stream-replicator";
-            RuntimeDirectoryMode = "0750";
-            LoadCredential = common.loadCredentials "" { inherit (cfg) credentialFiles secretFiles; };
-          };
-        };
-
         networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && cfg.settings ? monitor_port) [
           cfg.settings.monitor_port
         ];
       }
-      (common.systemUser {
-        inherit cfg;
-        name = "stream-replicator";
-        description = "Choria Stream Replicator";
-        home = "/var/lib/stream-replicator";
-      })
     ]
   );
 }

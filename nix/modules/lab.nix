@@ -143,14 +143,14 @@ let
   # A server's autonomous agents, as the namespace lab gives them: facts
   # (gathered with choria-facts) and the external agents manager, which
   # deploys the requests agent from the plugins host.
-  agentDir = "${topo.roles.server.state_dir}/plugins/mcollective/agent";
+  agentDir = "${topo.server_paths.plugins_dir}/mcollective/agent";
 
   installMachines = ''
     ${lib.escapeShellArgs [
       pluginPack
       "facts-machine"
       "--dir"
-      "${roleDirs.config_dir}/machine/facts"
+      "${topo.server_paths.machine_dir}/facts"
       "--gather"
       "${cfg.package}/bin/choria-facts"
       "--interval"
@@ -166,7 +166,7 @@ let
       pluginPack
       "external-agents-machine"
       "--dir"
-      "${roleDirs.config_dir}/machine/external_agents"
+      "${topo.server_paths.machine_dir}/external_agents"
       "--plugins-directory"
       agentDir
       "--machine-data"

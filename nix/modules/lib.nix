@@ -4,7 +4,9 @@
 # to the Nix store, free of secrets; values that are secret or known only at
 # run time come from files given by path, loaded with systemd's
 # LoadCredential, and are merged in by an ExecStartPre script that writes the
-# final file into the service's RuntimeDirectory.
+# final file into the service's RuntimeDirectory. `service` builds that
+# service, with its system user; the mk…Option functions and `settingOptions`
+# declare the options the roles share.
 { lib, pkgs }:
 
 let
@@ -86,6 +88,10 @@ rec {
       '';
     };
   };
+
+  # The entries of a setting -> file map whose file option is set: named
+  # options such as `seedFile` fill credentialFiles and secretFiles so.
+  givenFiles = lib.filterAttrs (_: file: file != null);
 
   # LoadCredential entries for one configuration file's credential and
   # secret files; prefix keeps two files of one service apart.
@@ -200,18 +206,55 @@ rec {
     UMask = "0077";
   };
 
-  # A dedicated system user and group, made when the defaults are kept.
-  systemUser =
+  # A daemon role's service `name`, run as `cfg.user` (a system user and
+  # group of that name, made when the defaults are kept): sandboxed by
+  # `hardening`, started once the network is up, restarted on failure, with
+  # a state and a runtime directory of that name. Unless `cfg.configFile` is
+  # set, `renderConfig` writes the configuration before it starts.
+  # `serviceConfig` adds to or overrides what is set here.
+  service =
     {
-      cfg,
       name,
       description,
-      home,
+      cfg,
+      execStart,
+      renderConfig ? null,
+      after ? [ ],
+      loadCredential ? loadCredentials "" { inherit (cfg) credentialFiles secretFiles; },
+      serviceConfig ? { },
     }:
     {
+      systemd.services.${name} = {
+        inherit description;
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ] ++ after;
+
+        serviceConfig =
+          hardening
+          // lib.optionalAttrs (renderConfig != null) {
+            ExecStartPre = lib.optional (cfg.configFile == null) renderConfig;
+          }
+          // {
+            ExecStart = execStart;
+            Restart = "on-failure";
+            # systemd's default 100 ms reaches its start limit in half a second
+            RestartSec = "5s";
+            User = cfg.user;
+            Group = cfg.group;
+            StateDirectory = name;
+            StateDirectoryMode = "0750";
+            RuntimeDirectory = name;
+            RuntimeDirectoryMode = "0750";
+            LoadCredential = loadCredential;
+          }
+          // serviceConfig;
+      };
+
       users.users = lib.mkIf (cfg.user == name) {
         ${name} = {
-          inherit description home;
+          inherit description;
+          home = "/var/lib/${name}";
           isSystemUser = true;
           group = cfg.group;
         };
@@ -240,5 +283,77 @@ rec {
       default = null;
       example = "/run/secrets/choria/file";
       inherit description;
+    };
+
+  # `settings` (RFC 42): freeform in `format`, with our defaults as the
+  # declared `options`; the other arguments (description, example) go to
+  # mkOption.
+  mkSettingsOption =
+    { format, options, ... }@args:
+    lib.mkOption (
+      removeAttrs args [ "format" "options" ]
+      // {
+        default = { };
+        type = types.submodule {
+          freeformType = format.type;
+          inherit options;
+        };
+      }
+    );
+
+  # Options of `settings` that several roles declare alike, by setting;
+  # `loglevel` takes its default.
+  settingOptions = {
+    loglevel =
+      default:
+      lib.mkOption {
+        type = types.str;
+        inherit default;
+        description = "Log level.";
+      };
+
+    logfile = lib.mkOption {
+      type = types.str;
+      default = "stdout";
+      description = ''
+        Log file, or one of the keywords `stdout`, `stderr` and `discard`;
+        the default goes to the journal. Not `/dev/stdout`: go-choria opens
+        any other value as a file, which fails on the journal's socket.
+      '';
+    };
+
+    "plugin.security.provider" = lib.mkOption {
+      type = types.str;
+      default = "choria";
+      description = "Security provider.";
+    };
+
+    "plugin.security.issuer.names" = lib.mkOption {
+      type = types.str;
+      default = "choria";
+      description = "Name of the organisation issuer whose tokens are trusted.";
+    };
+  };
+
+  # `configFile`: a complete configuration to use instead of the one
+  # rendered from `settings`; the arguments (description, example) go to
+  # mkOption.
+  mkConfigFileOption =
+    args:
+    lib.mkOption (
+      {
+        type = types.nullOr types.path;
+        default = null;
+      }
+      // args
+    );
+
+  # `openFirewall`, for the ports `what` names.
+  mkOpenFirewallOption =
+    what:
+    lib.mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open ${what} in the firewall.";
     };
 }

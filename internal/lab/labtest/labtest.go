@@ -137,11 +137,7 @@ func lockLabs(t testing.TB) {
 func buildOurs(t testing.TB) string {
 	t.Helper()
 	dir := hostVisibleDir(t, "choria-lab-test-bin-")
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
-	cmd.Dir = testenv.ModuleRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building this repository's programs: %v\n%s", err, out)
-	}
+	testenv.Build(t, dir, "./cmd/...")
 	return dir
 }
 

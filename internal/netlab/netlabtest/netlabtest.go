@@ -5,6 +5,7 @@ package netlabtest
 import (
 	"context"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -39,4 +40,11 @@ func OneHost(t testing.TB) *netlab.Host {
 		t.Fatal("the one-host lab has no host box")
 	}
 	return h
+}
+
+// Main is the TestMain of a package whose tests bring labs up: the labs'
+// namespaces are held by the test binary re-executed as their anchors.
+func Main(m *testing.M) {
+	netlab.RunAnchorIfRequested()
+	os.Exit(m.Run())
 }
