@@ -119,7 +119,7 @@ let
 
   needsCredentials = credentialOwners ? ${role} || role == "server";
   ports = topo.ports;
-  timing = topo.timings.${cfg.timings};
+  timing = topology.timing cfg.timings;
 
   pluginPack = "${cfg.package}/bin/choria-plugin-pack";
 
