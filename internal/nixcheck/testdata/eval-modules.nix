@@ -709,7 +709,10 @@ in
   goModuleProxy = flake.packages.x86_64-linux.choria.goArgs.passthru.appbuilderProxy.script;
   goModulesPreBuild = (flake.packages.x86_64-linux.choria.goArgs.overrideModAttrs { } { }).preBuild;
 
-  images = lib.mapAttrs (_: i: i.imageArgs.config) flake.legacyPackages.x86_64-linux.images;
+  # The images (not the loader beside them); eval-images.nix looks closer.
+  images = lib.mapAttrs (_: i: i.imageArgs.config) (
+    lib.filterAttrs (_: i: i ? imageArgs) flake.legacyPackages.x86_64-linux.images
+  );
 
   apps = flake.apps.x86_64-linux;
 
