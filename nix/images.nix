@@ -40,8 +40,10 @@
 
 let
   inherit (topology) roles ports;
-  # The timings choria-bootstrap renders for the lab (setup below).
-  timing = topology.timings.lab;
+  paths = topology.server_paths;
+  # The timings choria-bootstrap renders for the lab (setup below), for
+  # this fleet.
+  timing = (import ./topology.nix { inherit lib; } topology).timing "lab";
   fqdn = name: "${name}.${topology.domain}";
   hostOf =
     role:
@@ -210,10 +212,10 @@ let
   # lets it reach the plugins host only.
   serverEtc = runCommand "choria-lab-server-etc" { } ''
     etc=$out${roles.server.config_dir}
-    ${pack} facts-machine --dir $etc/machine/facts \
+    ${pack} facts-machine --dir $out${paths.machine_dir}/facts \
       --gather ${lib.getExe' choria-reference "choria-facts"} --interval ${timing.facts_interval}
-    ${pack} external-agents-machine --dir $etc/machine/external_agents \
-      --plugins-directory ${roles.server.state_dir}/plugins/mcollective/agent \
+    ${pack} external-agents-machine --dir $out${paths.machine_dir}/external_agents \
+      --plugins-directory ${paths.plugins_dir}/mcollective/agent \
       --interval ${timing.plugins_interval} --manage-interval ${timing.plugins_manage_interval}
     mkdir -p $etc/plugin.d
     printf '%s\n' ${lib.escapeShellArg "allowed_hosts = ${fqdn (hostOf "plugins").name}"} > $etc/plugin.d/requests
@@ -223,7 +225,7 @@ let
   serverStart = writeShellScriptBin "choria-lab-server" ''
     set -eu
     ${lib.getExe' coreutils "install"} -D -m 0644 ${machineDataMount} \
-      ${roles.server.config_dir}/machine/external_agents/machine_data.json
+      ${paths.machine_dir}/external_agents/machine_data.json
     exec /bin/choria server run --config ${roles.server.config_dir}/server.conf
   '';
 
@@ -398,9 +400,9 @@ let
       trees = [ serverEtc ];
       dirs = [
         "/root"
-        "${roles.server.state_dir}/plugins/mcollective/agent"
+        "${paths.plugins_dir}/mcollective/agent"
         "/var/spool/choria"
-        "/var/log"
+        (dirOf paths.status_file)
       ];
       config.Entrypoint = [ "/bin/choria-lab-server" ];
     };
