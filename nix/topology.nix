@@ -44,9 +44,7 @@ let
     if matched == [ ] || lib.any (p: builtins.isString p && p != "") parts then
       throw "topology: ${text} is not a duration such as 90s or 1m30s"
     else
-      lib.foldl' (
-        acc: m: acc + lib.toInt (builtins.elemAt m 0) * units.${builtins.elemAt m 1}
-      ) 0 matched;
+      lib.foldl' (acc: m: acc + lib.toInt (builtins.elemAt m 0) * units.${builtins.elemAt m 1}) 0 matched;
 
   formatMs = ms: if lib.mod ms 1000 == 0 then "${toString (ms / 1000)}s" else "${toString ms}ms";
 in

@@ -193,7 +193,8 @@ let
       checkGroupName =
         x:
         assert (
-          lib.stringLength x < 32 || abort "Group name '${x}' is longer than 31 characters which is not allowed!"
+          lib.stringLength x < 32
+          || abort "Group name '${x}' is longer than 31 characters which is not allowed!"
         );
         x;
 
@@ -367,9 +368,7 @@ let
 
         # nixos/modules/system/etc/etc.nix
         environment.etc = lib.mkOption {
-          type = types.attrsOf (
-            types.submodule { options.source = lib.mkOption { type = types.path; }; }
-          );
+          type = types.attrsOf (types.submodule { options.source = lib.mkOption { type = types.path; }; });
           default = { };
         };
 
