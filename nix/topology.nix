@@ -26,9 +26,47 @@ let
     role = "server";
     addresses.${topo.servers.network} = addToIPv4 topo.servers.first_address i;
   }) topo.servers.count;
+
+  # A Go duration as the topology writes them ("200ms", "1m", "1m30s"), in
+  # milliseconds.
+  durationMs =
+    text:
+    let
+      parts = builtins.split "([0-9]+)(ms|h|m|s)" text;
+      units = {
+        ms = 1;
+        s = 1000;
+        m = 60000;
+        h = 3600000;
+      };
+      matched = lib.filter builtins.isList parts;
+    in
+    if matched == [ ] || lib.any (p: builtins.isString p && p != "") parts then
+      throw "topology: ${text} is not a duration such as 90s or 1m30s"
+    else
+      lib.foldl' (acc: m: acc + lib.toInt (builtins.elemAt m 0) * units.${builtins.elemAt m 1}) 0 matched;
+
+  formatMs = ms: if lib.mod ms 1000 == 0 then "${toString (ms / 1000)}s" else "${toString ms}ms";
 in
 rec {
-  inherit addToIPv4 servers;
+  inherit addToIPv4 servers durationMs;
+
+  # A timing profile for this fleet, as the Go reader's Topology.Timing
+  # gives it: each interval at least per_server's times the server count,
+  # rounded up to a whole second.
+  timing =
+    profile:
+    let
+      tm = topo.timings.${profile};
+      per = tm.per_server or { };
+      grow =
+        name: base:
+        let
+          grown = topo.servers.count * durationMs (per.${name} or "0s");
+        in
+        if grown > durationMs base then formatMs ((grown + 999) / 1000 * 1000) else base;
+    in
+    lib.mapAttrs grow (removeAttrs tm [ "per_server" ]);
 
   fqdn = name: "${name}.${topo.domain}";
 

@@ -20,6 +20,7 @@ let
     "choria-plugin-pack"
     "choria-plugins-server"
     "choria-provision-helper"
+    "choria-ready"
     "requests"
   ];
 

@@ -204,6 +204,33 @@ type Timings struct {
 	ScoutCheckInterval    duration.Duration `json:"scout_check_interval"`
 	ProvisionerInterval   duration.Duration `json:"provisioner_interval"`
 	ReplicatorHeartbeat   duration.Duration `json:"replicator_heartbeat"`
+	// PerServer makes intervals grow with the fleet: each is at least
+	// PerServer's value times the servers.count, rounded up to a whole
+	// second, so the fleet's load on the broker, the provisioner and the
+	// machine stays bounded as it grows (Topology.Timing applies it).
+	PerServer *Timings `json:"per_server,omitempty"`
+}
+
+// forFleet applies PerServer to a fleet of n servers.
+func (tm Timings) forFleet(n int) Timings {
+	per := tm.PerServer
+	tm.PerServer = nil
+	if per == nil {
+		return tm
+	}
+	for i, f := range tm.fields() {
+		grown := time.Duration(n) * per.fields()[i].Duration
+		if grown > f.Duration {
+			f.Duration = (grown + time.Second - 1).Truncate(time.Second)
+		}
+	}
+	return tm
+}
+
+// fields are the intervals, in declaration order.
+func (tm *Timings) fields() []*duration.Duration {
+	return []*duration.Duration{&tm.RegistrationInterval, &tm.StatusInterval, &tm.FactsInterval, &tm.PluginsInterval,
+		&tm.PluginsManageInterval, &tm.PluginsPollInterval, &tm.ScoutCheckInterval, &tm.ProvisionerInterval, &tm.ReplicatorHeartbeat}
 }
 
 // Default returns the repository's topology.
@@ -438,6 +465,9 @@ func (t *Topology) Validate() error {
 		if tm.ProvisionerInterval.Duration < time.Minute {
 			// choria-provisioner refuses anything shorter
 			return fmt.Errorf("timings.%s.provisioner_interval must be at least 1m", p)
+		}
+		if tm.PerServer != nil && tm.PerServer.PerServer != nil {
+			return fmt.Errorf("timings.%s.per_server cannot hold a per_server of its own", p)
 		}
 	}
 	return nil
@@ -736,7 +766,7 @@ func (t *Topology) Timing(profile string) (Timings, error) {
 	if !ok {
 		return Timings{}, fmt.Errorf("unknown timings profile %q (known: %s, %s)", profile, TimingsLab, TimingsReference)
 	}
-	return tm, nil
+	return tm.forFleet(t.Servers.Count), nil
 }
 
 // UserNames lists the AAA users in declaration order.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/choria-io/go-choria/providers/agent/mcorpc"
 	"github.com/choria-io/tokens"
@@ -241,4 +242,46 @@ func TestLoad(t *testing.T) {
 	assert.Equal(t, 10, topo.Servers.Count, "the built-in topology")
 	_, err = LoadOrDefault(filepath.Join(t.TempDir(), "missing.json"))
 	assert.ErrorContains(t, err, "missing.json")
+}
+
+// The lab's intervals grow with the fleet; the reference's do not.
+func TestTimingsGrowWithTheFleet(t *testing.T) {
+	at := func(n int, profile string) Timings {
+		t.Helper()
+		topo, err := Default()
+		require.NoError(t, err)
+		topo, err = topo.WithServers(n)
+		require.NoError(t, err)
+		tm, err := topo.Timing(profile)
+		require.NoError(t, err)
+		assert.Nil(t, tm.PerServer, "the fleet's timings are final")
+		return tm
+	}
+	small := at(10, TimingsLab)
+	assert.Equal(t, 10*time.Second, small.RegistrationInterval.Duration, "a small fleet keeps the base intervals")
+	assert.Equal(t, 5*time.Second, small.StatusInterval.Duration)
+	assert.Equal(t, time.Minute, small.ProvisionerInterval.Duration)
+
+	big := at(500, TimingsLab)
+	assert.Equal(t, 100*time.Second, big.RegistrationInterval.Duration)
+	assert.Equal(t, 50*time.Second, big.StatusInterval.Duration)
+	assert.Equal(t, 150*time.Second, big.FactsInterval.Duration)
+	assert.Equal(t, 200*time.Second, big.PluginsInterval.Duration)
+	assert.Equal(t, 50*time.Second, big.PluginsPollInterval.Duration)
+	assert.Equal(t, 250*time.Second, big.ProvisionerInterval.Duration, "twice the interval outlasts the provisioning queue")
+	assert.Equal(t, 5*time.Minute, big.PluginsManageInterval.Duration, "no per-server part: the base")
+
+	odd := at(66, TimingsLab)
+	assert.Equal(t, 14*time.Second, odd.RegistrationInterval.Duration, "13.2s rounds up to a whole second")
+
+	assert.Equal(t, at(10, TimingsReference), at(500, TimingsReference))
+
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(DefaultJSON(), &doc))
+	lab := doc["timings"].(map[string]any)["lab"].(map[string]any)
+	lab["per_server"].(map[string]any)["per_server"] = map[string]any{"status_interval": "1s"}
+	b, err := json.Marshal(doc)
+	require.NoError(t, err)
+	_, err = Parse(b, "nested.json")
+	assert.ErrorContains(t, err, "timings.lab.per_server cannot hold a per_server of its own")
 }

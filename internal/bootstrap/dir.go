@@ -39,3 +39,9 @@ func (o Output) UserPassword(user string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// HelperConfig is the provisioning helper's configuration.
+func (o Output) HelperConfig() string { return o.file(fileHelperConfig) }
+
+// ProvisionerConfig is choria-provisioner's provisioner.yaml.
+func (o Output) ProvisionerConfig() string { return o.file(fileProvisionerConfig) }

@@ -17,6 +17,25 @@ import (
 	"github.com/reproducible-choria/deployment/topology"
 )
 
+// labPlan is the namespace lab's plan of the default topology with this
+// many servers, its programs in /lab.
+func labPlan(t *testing.T, servers int) *lab.Plan {
+	t.Helper()
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	topo, err = topo.WithServers(servers)
+	require.NoError(t, err)
+	progs := &lab.Programs{
+		Choria: "/lab/choria", Provisioner: "/lab/choria-provisioner", AAASvc: "/lab/aaasvc", StreamReplicator: "/lab/stream-replicator",
+		NATSServer: "/lab/nats-server", NATS: "/lab/nats", ProvisionHelper: "/lab/choria-provision-helper", Requests: "/lab/requests",
+		Facts: "/lab/choria-facts", PluginPack: "/lab/choria-plugin-pack", PluginsServer: "/lab/choria-plugins-server",
+		Lab: "/lab/choria-lab", Nsenter: "/lab/nsenter", Setpriv: "/lab/setpriv",
+	}
+	plan, err := lab.NewPlan(lab.PlanOptions{Topology: topo, Layout: lab.Layout{Dir: "/var/lab"}, Programs: progs})
+	require.NoError(t, err)
+	return plan
+}
+
 // TestLabRunsWhatTheUnitsRun evaluates the lab profile (nixosModules.lab)
 // as each host and holds every service's unit against the process the
 // namespace lab starts for that host: the same program with the same
@@ -46,18 +65,7 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(res["modules"], &modules))
 
-	topo, err := topology.Default()
-	require.NoError(t, err)
-	topo, err = topo.WithServers(3)
-	require.NoError(t, err)
-	progs := &lab.Programs{
-		Choria: "/lab/choria", Provisioner: "/lab/choria-provisioner", AAASvc: "/lab/aaasvc", StreamReplicator: "/lab/stream-replicator",
-		NATSServer: "/lab/nats-server", NATS: "/lab/nats", ProvisionHelper: "/lab/choria-provision-helper", Requests: "/lab/requests",
-		Facts: "/lab/choria-facts", PluginPack: "/lab/choria-plugin-pack", PluginsServer: "/lab/choria-plugins-server",
-		Lab: "/lab/choria-lab", Nsenter: "/lab/nsenter", Setpriv: "/lab/setpriv",
-	}
-	plan, err := lab.NewPlan(lab.PlanOptions{Topology: topo, Layout: lab.Layout{Dir: "/var/lab"}, Programs: progs})
-	require.NoError(t, err)
+	plan := labPlan(t, 3)
 
 	units := map[string]string{
 		"broker": "choria-broker", "provisioner": "choria-provisioner", "aaa": "aaasvc",
@@ -82,7 +90,7 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 			if n.JetStream {
 				want["jetstream"] = map[string]any{"store_dir": "/var/lib/nats"} // the module's dataDir
 			}
-			got := roundTrip(t, lab.NATSSettings(topo, hp.Host))
+			got := roundTrip(t, lab.NATSSettings(plan.Topology, hp.Host))
 			assert.Equal(t, want, got, "nats.conf of the lab and of services.nats")
 			require.Len(t, hp.Processes, 1)
 			assert.Equal(t, []string{"-c", "/etc/nats/" + lab.NATSConfigFile}, hp.Processes[0].Argv[1:], "nixpkgs runs nats-server -c FILE")
@@ -106,7 +114,7 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 			// the one path that differs: the lab serves its docroot at the
 			// topology's state directory, the lab profile at its docroot
 			// option (a directory the VM test shares with the client)
-			labArgv = replace(labArgv, topo.Roles[topology.RolePlugins].StateDir, "/srv/choria-plugins")
+			labArgv = replace(labArgv, plan.Topology.Roles[topology.RolePlugins].StateDir, "/srv/choria-plugins")
 		}
 		assert.Equal(t, filepath.Base(unitArgv[0]), filepath.Base(labArgv[0]), "%s: program", hp.Host.Name)
 		assert.Equal(t, unitArgv[1:], labArgv[1:], "%s: arguments", hp.Host.Name)
@@ -201,8 +209,16 @@ func TestServersGetTheRequestsPolicy(t *testing.T) {
 	require.True(t, ok, "the server has no /etc/choria/plugin.d/requests")
 	content, err := exec.Command("bash", "-c", "cat "+entry.Source).Output()
 	require.NoError(t, err)
+	assertLabRequestsPolicy(t, content)
+	_, lab := modules["lab-client"].Environment.Etc["choria/plugin.d/requests"]
+	assert.False(t, lab, "only servers run the agent")
+}
 
-	// go-external's reading of an agent's configuration file
+// assertLabRequestsPolicy: a requests agent's configuration file, read as
+// go-external reads it, allows what the namespace lab's does: the plugins
+// host and nothing else.
+func assertLabRequestsPolicy(t *testing.T, content []byte) {
+	t.Helper()
 	settings := map[string]string{}
 	item := regexp.MustCompile(`(.+?)\s*=\s*(.+)`)
 	for _, line := range strings.Split(string(content), "\n") {
@@ -218,6 +234,4 @@ func TestServersGetTheRequestsPolicy(t *testing.T) {
 	assert.Equal(t, []string{topo.FQDN(topo.MustHost(topology.RolePlugins).Name)}, policy.AllowedHosts)
 	assert.Empty(t, policy.BodyFileDirectories)
 	assert.Empty(t, policy.DownloadDirectories)
-	_, lab := modules["lab-client"].Environment.Etc["choria/plugin.d/requests"]
-	assert.False(t, lab, "only servers run the agent")
 }

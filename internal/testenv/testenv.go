@@ -136,11 +136,12 @@ func ModuleRoot(t testing.TB) string {
 }
 
 // Build builds packages of this module, named as from its root
-// ("./cmd/requests", "./cmd/..."), into dir as they are shipped
-// (CGO_ENABLED=0), and fails the test when they do not build.
+// ("./cmd/requests", "./cmd/..."), into dir as pkgs/choria-reference.nix
+// ships them (static, stripped: the requests agent the lab packs is then
+// the size the Nix build's is), and fails the test when they do not build.
 func Build(t testing.TB, dir string, pkgs ...string) {
 	t.Helper()
-	cmd := exec.Command(RequireTool(t, "go"), append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	cmd := exec.Command(RequireTool(t, "go"), append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", dir + "/"}, pkgs...)...)
 	cmd.Dir = ModuleRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -152,8 +152,7 @@ in
         inherit cfg renderConfig;
         execStart = "${lib.getExe cfg.package} run --config ${configPath}";
         after = [ "choria-broker.service" ];
-        loadCredential =
-          common.loadCredentials "" files ++ common.loadCredentials "choria-" cfg.choria;
+        loadCredential = common.loadCredentials "" files ++ common.loadCredentials "choria-" cfg.choria;
       })
       {
         services.choria-aaasvc = {

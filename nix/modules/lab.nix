@@ -34,7 +34,9 @@ let
   # beside server.conf (agents/requests, PolicyConfig): the plugins host, as
   # the tour needs, and no file to read or write. The namespace lab writes
   # the same.
-  pluginsHost = lib.findFirst (h: h.role == "plugins") (throw "the topology has no plugins host") hosts;
+  pluginsHost = lib.findFirst (
+    h: h.role == "plugins"
+  ) (throw "the topology has no plugins host") hosts;
   requestsPolicy = pkgs.writeText "choria-requests-policy" ''
     allowed_hosts = ${fqdn pluginsHost.name}
   '';
@@ -119,7 +121,7 @@ let
 
   needsCredentials = credentialOwners ? ${role} || role == "server";
   ports = topo.ports;
-  timing = topo.timings.${cfg.timings};
+  timing = topology.timing cfg.timings;
 
   pluginPack = "${cfg.package}/bin/choria-plugin-pack";
 

@@ -291,7 +291,10 @@ rec {
   mkSettingsOption =
     { format, options, ... }@args:
     lib.mkOption (
-      removeAttrs args [ "format" "options" ]
+      removeAttrs args [
+        "format"
+        "options"
+      ]
       // {
         default = { };
         type = types.submodule {

@@ -193,7 +193,8 @@ let
       checkGroupName =
         x:
         assert (
-          lib.stringLength x < 32 || abort "Group name '${x}' is longer than 31 characters which is not allowed!"
+          lib.stringLength x < 32
+          || abort "Group name '${x}' is longer than 31 characters which is not allowed!"
         );
         x;
 
@@ -367,9 +368,7 @@ let
 
         # nixos/modules/system/etc/etc.nix
         environment.etc = lib.mkOption {
-          type = types.attrsOf (
-            types.submodule { options.source = lib.mkOption { type = types.path; }; }
-          );
+          type = types.attrsOf (types.submodule { options.source = lib.mkOption { type = types.path; }; });
           default = { };
         };
 
@@ -709,7 +708,10 @@ in
   goModuleProxy = flake.packages.x86_64-linux.choria.goArgs.passthru.appbuilderProxy.script;
   goModulesPreBuild = (flake.packages.x86_64-linux.choria.goArgs.overrideModAttrs { } { }).preBuild;
 
-  images = lib.mapAttrs (_: i: i.imageArgs.config) flake.legacyPackages.x86_64-linux.images;
+  # The images (not the loader beside them); eval-images.nix looks closer.
+  images = lib.mapAttrs (_: i: i.imageArgs.config) (
+    lib.filterAttrs (_: i: i ? imageArgs) flake.legacyPackages.x86_64-linux.images
+  );
 
   apps = flake.apps.x86_64-linux;
 

@@ -1,0 +1,52 @@
+package nixcheck
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/reproducible-choria/deployment/internal/testenv"
+	"github.com/reproducible-choria/deployment/topology"
+)
+
+// TestTimingsGrowAlikeInNix: nix/topology.nix scales a timing profile
+// with the fleet as the Go reader does, so the NixOS lab profile renders
+// the intervals the namespace lab and the bootstrapper render.
+func TestTimingsGrowAlikeInNix(t *testing.T) {
+	libDir := os.Getenv("NIXPKGS_LIB")
+	if libDir == "" {
+		testenv.Missing(t, "NIXPKGS_LIB is not set (../shared/nixpkgs-lib/lib); cannot evaluate nix/topology.nix")
+	}
+	nixInstantiate := requireTool(t, "nix-instantiate")
+	for _, n := range []int{1, 10, 66, 200, 500} {
+		for _, profile := range []string{topology.TimingsLab, topology.TimingsReference} {
+			expr := fmt.Sprintf(`let lib = import %s; topo = lib.importJSON ./topology/topology.json;
+in (import ./nix/topology.nix { inherit lib; } (topo // { servers = topo.servers // { count = %d; }; })).timing %q`, libDir, n, profile)
+			cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json", "--expr", expr)
+			cmd.Dir = testenv.ModuleRoot(t)
+			out, err := cmd.Output()
+			require.NoError(t, err, "evaluating nix/topology.nix: %s", stderrOf(err))
+			var nix topology.Timings
+			require.NoError(t, json.Unmarshal(out, &nix), "%s", out)
+
+			topo, err := topology.Default()
+			require.NoError(t, err)
+			topo, err = topo.WithServers(n)
+			require.NoError(t, err)
+			want, err := topo.Timing(profile)
+			require.NoError(t, err)
+			assert.Equal(t, durations(want), durations(nix), "%d servers, %s profile", n, profile)
+		}
+	}
+}
+
+func durations(tm topology.Timings) []time.Duration {
+	return []time.Duration{tm.RegistrationInterval.Duration, tm.StatusInterval.Duration, tm.FactsInterval.Duration, tm.PluginsInterval.Duration,
+		tm.PluginsManageInterval.Duration, tm.PluginsPollInterval.Duration, tm.ScoutCheckInterval.Duration, tm.ProvisionerInterval.Duration, tm.ReplicatorHeartbeat.Duration}
+}
