@@ -10,11 +10,13 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/poll"
+	"github.com/reproducible-choria/deployment/topology"
 )
 
 // Stored is what the fleet's streams hold at one moment, to be found
 // again after a fault: the newest registration of every server (older
-// ones make way for newer ones by the stream's per-subject limit) and
+// ones make way for newer ones by the stream's per-subject limit, within
+// a minute; the replicator's heartbeats, more often, are left out) and
 // every submission.
 type Stored struct {
 	Registration []Message
@@ -33,7 +35,11 @@ func (s *Stored) Count() int {
 // Snapshot records what the registration and submission streams hold.
 func (f *Fleet) Snapshot(ctx context.Context) (*Stored, error) {
 	t := f.Topology
-	seqs, err := f.LatestSeqs(ctx, t.Streams.Registration.Name)
+	var subjects []string
+	for i := 1; i <= f.Servers(); i++ {
+		subjects = append(subjects, RegistrationSubject(t, t.FQDN(t.ServerName(i))))
+	}
+	seqs, err := f.LatestSeqs(ctx, t.Streams.Registration.Name, subjects)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +57,13 @@ func (f *Fleet) Snapshot(ctx context.Context) (*Stored, error) {
 		return nil, err
 	}
 	return &Stored{Registration: reg, Submissions: subs}, nil
+}
+
+// RegistrationSubject is where the broker's registration adapter stores a
+// server's registrations: the stream's subject with the server's identity
+// for its wildcard.
+func RegistrationSubject(t *topology.Topology, identity string) string {
+	return strings.TrimSuffix(t.Streams.Registration.Subjects[0], ">") + identity
 }
 
 // Lost lists what of s the streams no longer hold: a registration message

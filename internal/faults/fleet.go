@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -198,15 +197,11 @@ func (f *Fleet) Messages(ctx context.Context, stream string, seqs []uint64) ([]M
 	return msgs, nil
 }
 
-// LatestSeqs is the sequence of the newest message of each subject a
+// LatestSeqs is the sequence of the newest message of each of subjects a
 // stream holds, in order.
-func (f *Fleet) LatestSeqs(ctx context.Context, stream string) ([]uint64, error) {
-	subjects, err := f.Subjects(ctx, stream)
-	if err != nil {
-		return nil, err
-	}
+func (f *Fleet) LatestSeqs(ctx context.Context, stream string, subjects []string) ([]uint64, error) {
 	var cmd strings.Builder
-	for _, s := range slices.Sorted(maps.Keys(subjects)) {
+	for _, s := range subjects {
 		fmt.Fprintf(&cmd, "choria broker stream get %s -S %s --json || exit 1; ", stream, s)
 	}
 	out, err := f.Client(ctx, cmd.String())

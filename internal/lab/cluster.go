@@ -122,18 +122,27 @@ func getJSON(ctx context.Context, c *http.Client, path string, v any) error {
 	return nil
 }
 
+// ConnectedBroker is the FQDN of the broker a server says (in its status
+// file) it is connected to; empty when it says none or cannot be read.
+func ConnectedBroker(server HostState) string {
+	s, err := readServerStatus(server.StatusFile)
+	if err != nil || s.ConnectedServer == "" {
+		return ""
+	}
+	u, err := url.Parse(s.ConnectedServer)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
 // WriteCluster prints each broker's routes, the JetStream meta leader it
 // knows, and how many servers are connected to it.
 func WriteCluster(w io.Writer, st *State, views []BrokerView) {
 	connected := map[string]int{}
 	for _, h := range st.Hosts {
-		if h.Role != topology.RoleServer {
-			continue
-		}
-		if s, err := readServerStatus(h.StatusFile); err == nil {
-			if u, err := url.Parse(s.ConnectedServer); err == nil {
-				connected[u.Hostname()]++
-			}
+		if b := ConnectedBroker(h); h.Role == topology.RoleServer && b != "" {
+			connected[b]++
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
