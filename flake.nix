@@ -36,13 +36,20 @@
         };
       };
 
-      # The VM test of nix/tests/, for checks.walkthrough and apps.lab-vms.
+      # The VM tests of nix/tests/, for checks.walkthrough, checks.cluster
+      # and apps.lab-vms.
       walkthroughTest =
         pkgs:
         pkgs.callPackage ./nix/tests/walkthrough.nix {
           inherit (self) nixosModules;
           inherit (self.lib) topology;
           scenarioFile = ./walkthrough/scenario.json;
+        };
+      clusterTest =
+        pkgs:
+        pkgs.callPackage ./nix/tests/cluster.nix {
+          inherit (self) nixosModules;
+          inherit (self.lib) topology;
         };
     in
     {
@@ -83,6 +90,8 @@
       checks = forAllSystems (pkgs: {
         # The walkthrough on one VM per host, four VLANs (needs KVM).
         walkthrough = walkthroughTest pkgs;
+        # Three brokers, one of them stopped: the fleet survives (needs KVM).
+        cluster = clusterTest pkgs;
 
         inherit (self.packages.${pkgs.stdenv.hostPlatform.system})
           choria-reference

@@ -1,6 +1,9 @@
 # The topology's derived facts, computed as the Go reader (topology/) does:
-# every host with its servers expanded, fully qualified names, and the
-# networks' prefix lengths. Not a module: `import ./topology.nix { inherit lib; } topo`.
+# every host with its running brokers and its servers expanded, fully
+# qualified names, the networks' prefix lengths, the brokers' URLs, routes
+# and stream replicas. Not a module: `import ./topology.nix { inherit lib; } topo`;
+# its `withBrokers n` is the topology running the first n brokers (more
+# than one is a cluster).
 { lib }:
 
 topo:
@@ -20,6 +23,10 @@ let
       256
       1
     ];
+
+  # The running brokers: the first brokers.count of brokers.hosts, each a
+  # host of the role broker.
+  brokers = map (b: b // { role = "broker"; }) (lib.take topo.brokers.count topo.brokers.hosts);
 
   servers = lib.genList (i: {
     name = "${topo.servers.name_prefix}${toString (i + 1)}";
@@ -49,7 +56,7 @@ let
   formatMs = ms: if lib.mod ms 1000 == 0 then "${toString (ms / 1000)}s" else "${toString ms}ms";
 in
 rec {
-  inherit addToIPv4 servers durationMs;
+  inherit addToIPv4 brokers servers durationMs;
 
   # A timing profile for this fleet, as the Go reader's Topology.Timing
   # gives it: each interval at least per_server's times the server count,
@@ -70,8 +77,8 @@ rec {
 
   fqdn = name: "${name}.${topo.domain}";
 
-  # The fixed hosts, then server1 … serverN.
-  hosts = topo.hosts ++ servers;
+  # The running brokers, the other fixed hosts, then server1 … serverN.
+  hosts = brokers ++ topo.hosts ++ servers;
   hostsByName = lib.listToAttrs (map (h: lib.nameValuePair h.name h) hosts);
 
   # Network names in the topology's order.
@@ -86,4 +93,28 @@ rec {
 
   # A host's networks, in the topology's order.
   networksOf = host: lib.filter (n: host.addresses ? ${n}) networkNames;
+
+  # The topology (as read, not derived) running the first n brokers, as the
+  # Go reader's WithBrokers: the cluster profile is all of brokers.hosts.
+  withBrokers =
+    n:
+    if n < 1 || n > lib.length topo.brokers.hosts then
+      throw "topology: ${toString n} brokers: brokers.hosts lists ${toString (lib.length topo.brokers.hosts)}"
+    else
+      topo // { brokers = topo.brokers // { count = n; }; };
+
+  # More than one broker: routes between them, streams replicated.
+  clustered = topo.brokers.count > 1;
+
+  # One replica of every stream and bucket per broker.
+  streamReplicas = topo.brokers.count;
+
+  # The brokers' client URLs, which every program that connects lists.
+  brokerURLs = map (b: "nats://${fqdn b.name}:${toString topo.ports.broker_client}") brokers;
+
+  # The cluster's routes, the same on every broker (itself included, which
+  # NATS ignores); none for a single broker.
+  brokerPeers = lib.optionals clustered (
+    map (b: "nats://${fqdn b.name}:${toString topo.ports.broker_cluster}") brokers
+  );
 }

@@ -235,3 +235,40 @@ func assertLabRequestsPolicy(t *testing.T, content []byte) {
 	assert.Empty(t, policy.BodyFileDirectories)
 	assert.Empty(t, policy.DownloadDirectories)
 }
+
+// TestClusterNATSMakesTheReplicatorsStream: on a cluster, the lab profile's
+// NATS host makes the Stream Replicator's target stream with the command
+// the namespace lab runs (lab.NATSTargetStreamArgs), as the NATS service's
+// user; on a single broker neither does, the replicator makes it.
+func TestClusterNATSMakesTheReplicatorsStream(t *testing.T) {
+	res := evalModules(t)
+	var modules map[string]struct {
+		Systemd struct {
+			Services map[string]struct {
+				Script        string `json:"script"`
+				ServiceConfig struct {
+					User string `json:"User"`
+				} `json:"serviceConfig"`
+			} `json:"services"`
+		} `json:"systemd"`
+	}
+	require.NoError(t, json.Unmarshal(res["modules"], &modules))
+
+	_, single := modules["lab-nats"].Systemd.Services["choria-lab-nats-stream"]
+	assert.False(t, single, "one broker: the replicator makes its target stream")
+	assert.Nil(t, lab.NATSTargetStreamArgs(labPlan(t, 3).Topology))
+
+	svc, ok := modules["lab-nats-cluster"].Systemd.Services["choria-lab-nats-stream"]
+	require.True(t, ok, "the cluster's NATS host has no choria-lab-nats-stream service")
+	assert.Equal(t, "nats", svc.ServiceConfig.User)
+	_, add, ok := strings.Cut(strings.TrimSpace(svc.Script), "|| ")
+	require.True(t, ok, "the script makes the stream only where it is missing: %s", svc.Script)
+	argv, err := shellquote.Split(add)
+	require.NoError(t, err)
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	cluster, err := topo.Cluster()
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(argv[0], "/bin/nats"), argv[0])
+	assert.Equal(t, lab.NATSTargetStreamArgs(cluster), argv[1:], "the lab profile and the namespace lab make the same stream")
+}

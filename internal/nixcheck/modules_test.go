@@ -147,6 +147,15 @@ func TestModulesEvaluate(t *testing.T) {
 			"plugin.choria.network.system.password = secret of plugin_choria_network_system_password\n",
 			"plugin.security.issuer.choria.public = secret of plugin_security_issuer_choria_public\n",
 			"plugin.security.choria.seed_file = CREDS/plugin_security_choria_seed_file\n",
+			// a single broker makes its streams at once
+			"plugin.choria.network.stream.event_replicas = 1\n",
+		}},
+		{"broker-cluster", "choria-broker", "choria-broker/broker.conf", []string{
+			"identity = broker2.example.net\n",
+			"plugin.choria.network.peers = nats://broker1.example.net:5222,nats://broker2.example.net:5222,nats://broker3.example.net:5222\n",
+			// a cluster's once it has formed, one replica a peer
+			"plugin.choria.network.stream.event_replicas = -1\n",
+			"plugin.choria.network.stream.leader_election_replicas = -1\n",
 		}},
 		{"server", "choria-server", "choria-server/server.conf", []string{
 			"registerinterval = 60\n",

@@ -54,6 +54,7 @@ type vmNode struct {
 		CredentialsDir string `json:"credentialsDir"`
 		Plugins        string `json:"plugins"`
 		Servers        int    `json:"servers"`
+		Brokers        int    `json:"brokers"`
 	} `json:"lab"`
 	Enabled       []string `json:"enabled"`
 	Client        bool     `json:"client"`
@@ -96,17 +97,76 @@ var roleServices = map[string][]string{
 // role's service. It also checks that the test script names every node and
 // parses as Python and passes pyflakes, as the test driver requires.
 func TestWalkthroughVMs(t *testing.T) {
-	res := evalModules(t)
-	var vt vmTest
-	if err := json.Unmarshal(res["walkthrough"], &vt); err != nil {
-		t.Fatal(err)
-	}
-
+	vt := vmTestOf(t, "walkthrough")
 	topo, err := topology.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
+	topo = withVMServers(t, topo, vt)
+	if !checkVMNodes(t, vt, topo, topo.AllHosts()) {
+		return
+	}
+	// stdin of the scenario's commands is no terminal, as in the Go runner
+	if !strings.Contains(vt.TestScript, "</dev/null 2>&1") {
+		t.Error("the test script's run_command does not give commands /dev/null as stdin")
+	}
+}
 
+// TestClusterVMs evaluates nix/tests/cluster.nix (checks.cluster) and holds
+// its nodes to the lab's cluster topology (topology.Cluster: every broker
+// listed) with its two servers: the three brokers, two servers, the client,
+// the provisioner and the AAA service, each as the topology has it.
+func TestClusterVMs(t *testing.T) {
+	vt := vmTestOf(t, "cluster")
+	topo, err := topology.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topo, err = topo.Cluster(); err != nil {
+		t.Fatal(err)
+	}
+	topo = withVMServers(t, topo, vt)
+	var hosts []topology.Host
+	for _, h := range topo.AllHosts() {
+		if slices.Contains([]string{topology.RoleBroker, topology.RoleServer, topology.RoleClient, topology.RoleProvisioner, topology.RoleAAA}, h.Role) {
+			hosts = append(hosts, h)
+		}
+	}
+	if !checkVMNodes(t, vt, topo, hosts) {
+		return
+	}
+	brokers := 0
+	for _, n := range vt.Nodes {
+		if n.Lab.Brokers != topo.Brokers.Count {
+			t.Errorf("nodes.%s: the lab's topology has %d brokers, the cluster %d", n.Lab.Host, n.Lab.Brokers, topo.Brokers.Count)
+		}
+		if slices.Contains(n.Enabled, "choria-broker") {
+			brokers++
+		}
+	}
+	if brokers != 3 {
+		t.Errorf("%d VMs run a broker, want 3", brokers)
+	}
+	for _, want := range []string{"systemctl stop choria-broker.service", "systemctl start choria-broker.service"} {
+		if !strings.Contains(vt.TestScript, want) {
+			t.Errorf("the test script does not run %q", want)
+		}
+	}
+}
+
+func vmTestOf(t *testing.T, check string) vmTest {
+	t.Helper()
+	res := evalModules(t)
+	var vt vmTest
+	if err := json.Unmarshal(res[check], &vt); err != nil {
+		t.Fatalf("checks.%s: %v", check, err)
+	}
+	return vt
+}
+
+// withVMServers is topo with the VM test's two or three servers.
+func withVMServers(t *testing.T, topo *topology.Topology, vt vmTest) *topology.Topology {
+	t.Helper()
 	var servers int
 	for name := range vt.Nodes {
 		if strings.HasPrefix(name, topo.Servers.NamePrefix) {
@@ -116,12 +176,20 @@ func TestWalkthroughVMs(t *testing.T) {
 	if servers < 2 || servers > 3 {
 		t.Errorf("the VM test has %d servers, want 2 or 3", servers)
 	}
-	topo, err = topo.WithServers(servers)
+	topo, err := topo.WithServers(servers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts := topo.AllHosts()
+	return topo
+}
 
+// checkVMNodes holds the VM test's nodes to hosts of topo: one VM each,
+// with the topology's networks, addresses, /etc/hosts and role, within the
+// guest memory budget, and its test script to the driver's rules; false
+// when the nodes are not the hosts, and nothing else could be checked.
+func checkVMNodes(t *testing.T, vt vmTest, topo *topology.Topology, hosts []topology.Host) bool {
+	t.Helper()
+	servers := topo.Servers.Count
 	var want, got []string
 	for _, h := range hosts {
 		want = append(want, h.Name)
@@ -132,7 +200,8 @@ func TestWalkthroughVMs(t *testing.T) {
 	slices.Sort(want)
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
-		t.Fatalf("VM test nodes = %q, want the topology's hosts %q", got, want)
+		t.Errorf("VM test nodes = %q, want the topology's hosts %q", got, want)
+		return false
 	}
 
 	vlan := map[string]int{}
@@ -197,9 +266,10 @@ func TestWalkthroughVMs(t *testing.T) {
 			t.Errorf("%s: the driver's /etc/hosts lines are left in: %q", where, n.Networking.ExtraHosts)
 		}
 
-		// /etc/hosts: every other host sharing a network, under that address.
+		// /etc/hosts: every other host of the topology sharing a network,
+		// under that address.
 		wantHosts := map[string][]string{}
-		for _, o := range hosts {
+		for _, o := range topo.AllHosts() {
 			if o.Name == h.Name {
 				continue
 			}
@@ -241,7 +311,7 @@ func TestWalkthroughVMs(t *testing.T) {
 	}
 
 	// Client and servers share no network, as in the reference.
-	client := vt.Nodes["client"].Virtualisation.VLANs
+	client := vt.Nodes[topo.MustHost(topology.RoleClient).Name].Virtualisation.VLANs
 	for _, h := range hosts {
 		if h.Role != "server" {
 			continue
@@ -308,6 +378,7 @@ func TestWalkthroughVMs(t *testing.T) {
 	t.Logf("guest memory of the %d VMs: %d MiB", len(vt.Nodes), total)
 
 	checkTestScript(t, vt, want)
+	return true
 }
 
 var machinesLineRE = regexp.MustCompile(`(?m)^MACHINES = \{(.*)\}$`)
@@ -320,10 +391,6 @@ func checkTestScript(t *testing.T, vt vmTest, nodes []string) {
 		if strings.Contains(vt.TestScript, shared) {
 			t.Errorf("the test script uses %s: credentials would pass through the directory every VM mounts", shared)
 		}
-	}
-	// scenario commands read no terminal, as in the Go runner
-	if !strings.Contains(vt.TestScript, "</dev/null 2>&1") {
-		t.Error("the test script's run_command does not give commands /dev/null as stdin")
 	}
 	m := machinesLineRE.FindStringSubmatch(vt.TestScript)
 	if m == nil {

@@ -41,7 +41,7 @@ in
         {option}`credentialFiles`, or the options that fill them.
       '';
       example = {
-        "plugin.choria.network.peers" = "nats://broker1:5222,nats://broker2:5222";
+        "plugin.choria.network.client_hosts" = [ "198.18.0.0/15" ];
       };
       options = {
         identity = lib.mkOption {
@@ -95,6 +95,49 @@ in
       };
     };
 
+    cluster = {
+      peers = lib.mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [
+          "nats://broker1.example.net:5222"
+          "nats://broker2.example.net:5222"
+          "nats://broker3.example.net:5222"
+        ];
+        description = ''
+          Every broker of this broker's cluster, this one included (NATS
+          ignores a route to itself, so all brokers can share one list), as
+          `nats://HOST:PORT` with each one's
+          {option}`settings."plugin.choria.network.peer_port"`
+          (`plugin.choria.network.peers`): NATS routes between them carry the
+          fleet's traffic, and Choria Streams are replicated over them.
+          Empty for a single broker.
+
+          The routes are not authenticated: go-choria 0.30.2 requires
+          `plugin.choria.network.peer_user` and `peer_password` of the routes
+          it accepts but drops the user information of the peers it dials,
+          so setting them refuses every route. Let only the cluster's
+          brokers reach the peer port.
+        '';
+      };
+
+      streamReplicas = lib.mkOption {
+        type = types.ints.between (-1) 5;
+        default = if cfg.cluster.peers == [ ] then 1 else -1;
+        defaultText = lib.literalExpression "if cluster.peers == [ ] then 1 else -1";
+        description = ''
+          Replicas of the streams the broker makes for itself at start
+          (lifecycle events, autonomous agent events, stream advisories,
+          leader election, executor: the
+          `plugin.choria.network.stream.*_replicas` settings). With a number
+          the broker makes them at once, which fails when its cluster has no
+          JetStream leader yet, as when its brokers start together, and is not
+          tried again; -1 waits 10-70 s and gives them one replica per
+          {option}`cluster.peers` entry.
+        '';
+      };
+    };
+
     inherit (common.fileOptions) credentialFiles secretFiles;
 
     seedFile = common.mkFileOption "The broker's ed25519 seed (`plugin.security.choria.seed_file`).";
@@ -140,6 +183,16 @@ in
       })
       {
         services.choria-broker = {
+          settings = {
+            "plugin.choria.network.peers" = lib.mkIf (cfg.cluster.peers != [ ]) cfg.cluster.peers;
+          }
+          // lib.genAttrs (map (s: "plugin.choria.network.stream.${s}_replicas") [
+            "event"
+            "machine"
+            "advisory"
+            "leader_election"
+            "executor"
+          ]) (_: lib.mkDefault cfg.cluster.streamReplicas);
           credentialFiles = common.givenFiles {
             "plugin.security.choria.seed_file" = cfg.seedFile;
             "plugin.security.choria.token_file" = cfg.tokenFile;

@@ -41,11 +41,13 @@ let
     allowed_hosts = ${fqdn pluginsHost.name}
   '';
 
-  # Each other host under the address of a network it shares with this one.
+  # Each other host under the address of the first network, in the
+  # topology's order, it shares with this one, as the namespace lab's
+  # HostsFile (two brokers of a cluster share three).
   hostEntries = lib.foldl' (
     acc: h:
     let
-      shared = lib.filter (n: self.addresses ? ${n}) (lib.attrNames h.addresses);
+      shared = lib.filter (n: self.addresses ? ${n}) (topology.networksOf h);
     in
     if h.name == self.name || shared == [ ] then
       acc
@@ -60,8 +62,10 @@ let
   ) { } hosts;
 
   # --- credentials ---------------------------------------------------------
-  # choria-bootstrap's output directory of each role, and the user the
+  # choria-bootstrap's output directory of this host (a role's, or a
+  # broker's own, named after it: bootstrap.BrokerDir), and the user each
   # role's service runs as (who must own its copy).
+  credentialsSource = if role == "broker" then self.name else role;
   credentialOwners = {
     broker = config.services.choria-broker.user;
     provisioner = config.services.choria-provisioner.user;
@@ -89,7 +93,7 @@ let
   installCredentials =
     let
       owner = credentialOwners.${role};
-      source = "${cfg.credentialsDir}/${role}";
+      source = "${cfg.credentialsDir}/${credentialsSource}";
     in
     ''
       if [ ! -d ${source} ]; then
@@ -195,6 +199,42 @@ let
       timing.scout_check_interval
     ]}
   '';
+
+  # A cluster's registration stream has a replica per broker, and the
+  # Stream Replicator makes its target as a copy of its source: the one
+  # NATS server refuses that ("replicas > 1 not supported in non-clustered
+  # mode"). On a cluster the NATS host makes the stream first, with one
+  # replica, as the namespace lab does (lab.NATSTargetStreamArgs), and the
+  # replicator uses it as it is.
+  registration = topo.streams.registration;
+  natsServer = "nats://127.0.0.1:${toString ports.nats_client}";
+  makeTargetStream = ''
+    ${lib.escapeShellArgs [
+      nats
+      "--server"
+      natsServer
+      "stream"
+      "info"
+      registration.name
+    ]} >/dev/null 2>&1 || ${
+      lib.escapeShellArgs [
+        nats
+        "--server"
+        natsServer
+        "stream"
+        "add"
+        registration.name
+        "--subjects"
+        (lib.concatStringsSep "," registration.subjects)
+        "--storage"
+        "file"
+        "--replicas"
+        "1"
+        "--defaults"
+      ]
+    }
+  '';
+  nats = lib.getExe' pkgs.natscli "nats";
 
   # What the plugins host serves: choria-plugins' archives, copied into a
   # writable directory so more can be added at run time.
@@ -341,6 +381,22 @@ in
       enable = true;
       root = cfg.docroot;
       port = ports.plugins_http;
+    };
+
+    systemd.services.choria-lab-nats-stream = lib.mkIf (role == "nats" && topology.clustered) {
+      description = "Choria lab: the Stream Replicator's target stream";
+      wantedBy = [ "multi-user.target" ];
+      requires = [ "nats.service" ];
+      after = [ "nats.service" ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        User = config.services.nats.user;
+        # until nats-server serves, a moment after it started
+        Restart = "on-failure";
+        RestartSec = 2;
+      };
+      script = makeTargetStream;
     };
 
     systemd.services.choria-lab-docroot = lib.mkIf (role == "plugins") {

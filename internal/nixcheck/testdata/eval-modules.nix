@@ -392,6 +392,7 @@ let
                 };
                 wantedBy = unitNames;
                 requiredBy = unitNames;
+                requires = unitNames;
                 wants = unitNames;
                 after = unitNames;
                 before = unitNames;
@@ -433,6 +434,10 @@ let
         # nixos/modules/services/networking/nats.nix
         services.nats = {
           enable = lib.mkEnableOption "NATS messaging system";
+          user = lib.mkOption {
+            type = types.str;
+            default = "nats";
+          };
           serverName = lib.mkOption {
             type = types.str;
             default = "nats";
@@ -497,6 +502,22 @@ let
           settings."plugin.choria.middleware_hosts" = [
             "nats://broker.example.net:4222"
             "nats://broker2.example.net:4222"
+          ];
+        };
+      }
+    ];
+    broker-cluster = [
+      m.choria-broker
+      {
+        networking.hostName = "broker2";
+        networking.domain = "example.net";
+        services.choria-broker = {
+          enable = true;
+          seedFile = "/secrets/broker.seed";
+          cluster.peers = map (n: "nats://${n}.example.net:5222") [
+            "broker1"
+            "broker2"
+            "broker3"
           ];
         };
       }
@@ -614,18 +635,32 @@ let
         "client"
         "server3"
       ]
-  );
-  # The VM test (nix/tests/walkthrough.nix) and its nodes, each evaluated
-  # with what nixos/lib/testing/network.nix adds to a test node: eth<i> for
-  # the i-th VLAN, addressed 192.168.<vlan>.<node number>, and every node's
-  # first address in extraHosts. The test must override all of it.
-  walkthrough = flake.checks.x86_64-linux.walkthrough;
-  nodeNames = lib.attrNames walkthrough.nodes;
-  nodeNumber = lib.listToAttrs (lib.imap1 (i: n: lib.nameValuePair n i) nodeNames);
+  )
+  // {
+    # The NATS host of the cluster profile (every broker listed).
+    lab-nats-cluster = [
+      m.lab
+      {
+        services.choria-lab = {
+          enable = true;
+          host = "nats";
+          topology = (import (root + "/nix/topology.nix") { inherit lib; } flake.lib.topology).withBrokers (
+            lib.length flake.lib.topology.brokers.hosts
+          );
+        };
+      }
+    ];
+  };
+  # The VM tests (nix/tests/walkthrough.nix, cluster.nix) and their nodes,
+  # each evaluated with what nixos/lib/testing/network.nix adds to a test
+  # node: eth<i> for the i-th VLAN, addressed 192.168.<vlan>.<node number>,
+  # and every node's first address in extraHosts. The test must override
+  # all of it.
   driverNetwork =
-    name:
+    nodeNames: name:
     { config, ... }:
     let
+      nodeNumber = lib.listToAttrs (lib.imap1 (i: n: lib.nameValuePair n i) nodeNames);
       interfaces = lib.imap1 (i: vlan: {
         name = "eth${toString i}";
         inherit vlan;
@@ -670,6 +705,7 @@ let
         inherit (config.services.choria-lab) host bootstrap credentialsDir;
         plugins = config.services.choria-lab.plugins.name;
         servers = config.services.choria-lab.topology.servers.count;
+        brokers = config.services.choria-lab.topology.brokers.count;
       };
       webserverRoot = config.services.choria-plugins-webserver.root;
       docrootScript = config.systemd.services.choria-lab-docroot.script or null;
@@ -684,19 +720,22 @@ let
       ];
       client = config.programs.choria.enable;
     };
-in
-{
-  walkthrough = {
-    inherit (walkthrough) name globalTimeout testScript;
-    facts = walkthrough.passthru.facts;
+
+  reportVMTest = test: {
+    inherit (test) name globalTimeout testScript;
+    facts = test.passthru.facts;
     nodes = lib.mapAttrs (
       name: node:
       reportNode (evaluate [
         node
-        (driverNetwork name)
+        (driverNetwork (lib.attrNames test.nodes) name)
       ])
-    ) walkthrough.nodes;
+    ) test.nodes;
   };
+in
+{
+  walkthrough = reportVMTest flake.checks.x86_64-linux.walkthrough;
+  cluster = reportVMTest flake.checks.x86_64-linux.cluster;
 
   modules = lib.mapAttrs (_: modules: report (evaluate modules)) (scenarios // labScenarios);
 
