@@ -56,7 +56,12 @@ let
   formatMs = ms: if lib.mod ms 1000 == 0 then "${toString (ms / 1000)}s" else "${toString ms}ms";
 in
 rec {
-  inherit addToIPv4 brokers servers durationMs;
+  inherit
+    addToIPv4
+    brokers
+    servers
+    durationMs
+    ;
 
   # A timing profile for this fleet, as the Go reader's Topology.Timing
   # gives it: each interval at least per_server's times the server count,
@@ -101,7 +106,12 @@ rec {
     if n < 1 || n > lib.length topo.brokers.hosts then
       throw "topology: ${toString n} brokers: brokers.hosts lists ${toString (lib.length topo.brokers.hosts)}"
     else
-      topo // { brokers = topo.brokers // { count = n; }; };
+      topo
+      // {
+        brokers = topo.brokers // {
+          count = n;
+        };
+      };
 
   # More than one broker: routes between them, streams replicated.
   clustered = topo.brokers.count > 1;

@@ -557,8 +557,13 @@ func (t *Topology) ServerName(i int) string { return fmt.Sprintf("%s%d", t.Serve
 // WithBrokers returns a copy running the first n brokers of brokers.hosts,
 // validated.
 func (t *Topology) WithBrokers(n int) (*Topology, error) {
+	return t.with(func(c *Topology) { c.Brokers.Count = n })
+}
+
+// with returns a changed copy, validated.
+func (t *Topology) with(change func(*Topology)) (*Topology, error) {
 	c := *t
-	c.Brokers.Count = n
+	change(&c)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -670,12 +675,7 @@ func (t *Topology) BrokerPeers() []string {
 
 // WithServers returns a copy with a different server count, validated.
 func (t *Topology) WithServers(n int) (*Topology, error) {
-	c := *t
-	c.Servers.Count = n
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return t.with(func(c *Topology) { c.Servers.Count = n })
 }
 
 // fits refuses a server count that its network cannot address from the

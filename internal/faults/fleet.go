@@ -162,28 +162,49 @@ type Message struct {
 	Digest  string
 }
 
-// Messages reads the messages at seqs of a stream, in one command; a
-// sequence that holds none has a Message with no subject.
-func (f *Fleet) Messages(ctx context.Context, stream string, seqs []uint64) ([]Message, error) {
-	var cmd strings.Builder
-	for _, s := range seqs {
-		fmt.Fprintf(&cmd, "choria broker stream get %s %d --json 2>/dev/null || echo '{\"seq\": %d}'; ", stream, s, s)
-	}
-	out, err := f.Client(ctx, cmd.String())
+// storedMessage is a message as `choria broker stream get --json` prints it.
+type storedMessage struct {
+	Subject string `json:"subject"`
+	Seq     uint64 `json:"seq"`
+	Data    []byte `json:"data"`
+}
+
+// getMessages runs gets (`choria broker stream get --json` commands) in
+// one command on the client and decodes what they print, one message
+// each.
+func (f *Fleet) getMessages(ctx context.Context, gets []string) ([]storedMessage, error) {
+	out, err := f.Client(ctx, strings.Join(gets, "; "))
 	if err != nil {
 		return nil, err
 	}
 	dec := json.NewDecoder(strings.NewReader(out))
-	var msgs []Message
+	var msgs []storedMessage
 	for dec.More() {
-		var m struct {
-			Subject string `json:"subject"`
-			Seq     uint64 `json:"seq"`
-			Data    []byte `json:"data"`
-		}
+		var m storedMessage
 		if err := dec.Decode(&m); err != nil {
-			return nil, fmt.Errorf("messages of %s: %w", stream, err)
+			return nil, fmt.Errorf("reading stored messages: %w: %s", err, out)
 		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) != len(gets) {
+		return nil, fmt.Errorf("%d of %d stored messages read: %s", len(msgs), len(gets), out)
+	}
+	return msgs, nil
+}
+
+// Messages reads the messages at seqs of a stream, in one command; a
+// sequence that holds none has a Message with no subject.
+func (f *Fleet) Messages(ctx context.Context, stream string, seqs []uint64) ([]Message, error) {
+	var gets []string
+	for _, s := range seqs {
+		gets = append(gets, fmt.Sprintf("{ choria broker stream get %s %d --json 2>/dev/null || echo '{\"seq\": %d}'; }", stream, s, s))
+	}
+	got, err := f.getMessages(ctx, gets)
+	if err != nil {
+		return nil, fmt.Errorf("messages of %s: %w", stream, err)
+	}
+	msgs := make([]Message, 0, len(got))
+	for _, m := range got {
 		msg := Message{Seq: m.Seq, Subject: m.Subject}
 		if m.Subject != "" {
 			sum := sha256.Sum256(m.Data)
@@ -191,32 +212,22 @@ func (f *Fleet) Messages(ctx context.Context, stream string, seqs []uint64) ([]M
 		}
 		msgs = append(msgs, msg)
 	}
-	if len(msgs) != len(seqs) {
-		return nil, fmt.Errorf("%d of %d messages of %s read: %s", len(msgs), len(seqs), stream, out)
-	}
 	return msgs, nil
 }
 
 // LatestSeqs is the sequence of the newest message of each of subjects a
 // stream holds, in order.
 func (f *Fleet) LatestSeqs(ctx context.Context, stream string, subjects []string) ([]uint64, error) {
-	var cmd strings.Builder
+	var gets []string
 	for _, s := range subjects {
-		fmt.Fprintf(&cmd, "choria broker stream get %s -S %s --json || exit 1; ", stream, s)
+		gets = append(gets, fmt.Sprintf("choria broker stream get %s -S %s --json", stream, s))
 	}
-	out, err := f.Client(ctx, cmd.String())
+	got, err := f.getMessages(ctx, gets)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("latest messages of %s: %w", stream, err)
 	}
-	dec := json.NewDecoder(strings.NewReader(out))
 	var seqs []uint64
-	for dec.More() {
-		var m struct {
-			Seq uint64 `json:"seq"`
-		}
-		if err := dec.Decode(&m); err != nil {
-			return nil, fmt.Errorf("latest messages of %s: %w", stream, err)
-		}
+	for _, m := range got {
 		seqs = append(seqs, m.Seq)
 	}
 	slices.Sort(seqs)

@@ -22,12 +22,11 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 		return nil, fmt.Errorf("netlab: host %q: dial %s %s: %w", h.spec.Name, network, addr, err)
 	}
 	var conn net.Conn
-	err = h.inNS(func() error {
-		// One literal address: the dial creates its socket on this
-		// goroutine (no parallel attempts on other threads), and the
-		// socket stays in this namespace afterwards.
+	// One literal address: the dial creates its socket on this goroutine
+	// (no parallel attempts on other threads), and the socket stays in
+	// the namespace afterwards.
+	err = h.inNS(func() (err error) {
 		var d net.Dialer
-		var err error
 		conn, err = d.DialContext(ctx, network, addr)
 		return err
 	})
@@ -47,9 +46,8 @@ func DialAnchor(ctx context.Context, anchorPID int, network, addr string) (net.C
 	}
 	defer ns.Close()
 	var conn net.Conn
-	err = ns.do(func() error {
+	err = ns.do(func() (err error) {
 		var d net.Dialer
-		var err error
 		conn, err = d.DialContext(ctx, network, addr)
 		return err
 	})

@@ -209,14 +209,16 @@ let
   registration = topo.streams.registration;
   natsServer = "nats://127.0.0.1:${toString ports.nats_client}";
   makeTargetStream = ''
-    ${lib.escapeShellArgs [
-      nats
-      "--server"
-      natsServer
-      "stream"
-      "info"
-      registration.name
-    ]} >/dev/null 2>&1 || ${
+    ${
+      lib.escapeShellArgs [
+        nats
+        "--server"
+        natsServer
+        "stream"
+        "info"
+        registration.name
+      ]
+    } >/dev/null 2>&1 || ${
       lib.escapeShellArgs [
         nats
         "--server"

@@ -9,10 +9,7 @@
 # `checks.<system>.cluster` runs it.
 {
   lib,
-  testers,
-  expect,
-  writeShellScriptBin,
-  writeText,
+  callPackage,
   nixosModules,
   topology,
   serverCount ? 2,
@@ -27,29 +24,19 @@ let
     };
   };
   ct = import ../topology.nix { inherit lib; } topo;
-  roleHost = role: (lib.findFirst (h: h.role == role) (throw "the topology has no ${role}") ct.hosts).name;
+  roleHost =
+    role: (lib.findFirst (h: h.role == role) (throw "the topology has no ${role}") ct.hosts).name;
 in
-import ./lab-vms.nix
-  {
-    inherit
-      lib
-      testers
-      expect
-      writeShellScriptBin
-      writeText
-      nixosModules
-      ;
-  }
-  {
-    name = "choria-cluster";
-    inherit topo;
-    hostNames =
-      map (h: h.name) ct.brokers
-      ++ map roleHost [
-        "provisioner"
-        "aaa"
-        "client"
-      ]
-      ++ map (h: h.name) ct.servers;
-    script = builtins.readFile ./cluster.py;
-  }
+callPackage ./lab-vms.nix { inherit nixosModules; } {
+  name = "choria-cluster";
+  inherit topo;
+  hostNames =
+    map (h: h.name) ct.brokers
+    ++ map roleHost [
+      "provisioner"
+      "aaa"
+      "client"
+    ]
+    ++ map (h: h.name) ct.servers;
+  script = builtins.readFile ./cluster.py;
+}

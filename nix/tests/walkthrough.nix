@@ -7,10 +7,7 @@
 # VMs under the interactive driver.
 {
   lib,
-  testers,
-  expect,
-  writeShellScriptBin,
-  writeText,
+  callPackage,
   nixosModules,
   topology,
   # walkthrough/scenario.json, or null where the repository has none yet.
@@ -19,26 +16,15 @@
   serverCount ? 3,
 }:
 
-import ./lab-vms.nix
-  {
-    inherit
-      lib
-      testers
-      expect
-      writeShellScriptBin
-      writeText
-      nixosModules
-      ;
-  }
-  {
-    name = "choria-walkthrough";
-    topo = topology // {
-      servers = topology.servers // {
-        count = serverCount;
-      };
+callPackage ./lab-vms.nix { inherit nixosModules; } {
+  name = "choria-walkthrough";
+  topo = topology // {
+    servers = topology.servers // {
+      count = serverCount;
     };
-    script = builtins.readFile ./scenario.py + builtins.readFile ./walkthrough.py;
-    extraFacts.scenario = if scenarioFile == null then null else "${scenarioFile}";
-    # For the ed25519 check of signed submissions.
-    extraPythonPackages = p: [ p.cryptography ];
-  }
+  };
+  script = builtins.readFile ./scenario.py + builtins.readFile ./walkthrough.py;
+  extraFacts.scenario = if scenarioFile == null then null else "${scenarioFile}";
+  # For the ed25519 check of signed submissions.
+  extraPythonPackages = p: [ p.cryptography ];
+}

@@ -608,49 +608,50 @@ let
   };
 
   # The lab profile as each kind of host; the broker host bootstraps.
-  labScenarios = lib.listToAttrs (
-    map
-      (
-        host:
-        lib.nameValuePair "lab-${host}" [
-          m.lab
-          # A role module imported as well as lab must not clash.
-          m.choria-broker
-          {
-            services.choria-lab = {
-              enable = true;
-              inherit host;
-              bootstrap = host == "broker";
-            };
-          }
+  labScenarios =
+    lib.listToAttrs (
+      map
+        (
+          host:
+          lib.nameValuePair "lab-${host}" [
+            m.lab
+            # A role module imported as well as lab must not clash.
+            m.choria-broker
+            {
+              services.choria-lab = {
+                enable = true;
+                inherit host;
+                bootstrap = host == "broker";
+              };
+            }
+          ]
+        )
+        [
+          "broker"
+          "provisioner"
+          "aaa"
+          "replicator"
+          "nats"
+          "plugins"
+          "client"
+          "server3"
         ]
-      )
-      [
-        "broker"
-        "provisioner"
-        "aaa"
-        "replicator"
-        "nats"
-        "plugins"
-        "client"
-        "server3"
-      ]
-  )
-  // {
-    # The NATS host of the cluster profile (every broker listed).
-    lab-nats-cluster = [
-      m.lab
-      {
-        services.choria-lab = {
-          enable = true;
-          host = "nats";
-          topology = (import (root + "/nix/topology.nix") { inherit lib; } flake.lib.topology).withBrokers (
-            lib.length flake.lib.topology.brokers.hosts
-          );
-        };
-      }
-    ];
-  };
+    )
+    // {
+      # The NATS host of the cluster profile (every broker listed).
+      lab-nats-cluster = [
+        m.lab
+        {
+          services.choria-lab = {
+            enable = true;
+            host = "nats";
+            topology = (import (root + "/nix/topology.nix") { inherit lib; } flake.lib.topology).withBrokers (
+              lib.length flake.lib.topology.brokers.hosts
+            );
+          };
+        }
+      ];
+    };
   # The VM tests (nix/tests/walkthrough.nix, cluster.nix) and their nodes,
   # each evaluated with what nixos/lib/testing/network.nix adds to a test
   # node: eth<i> for the i-th VLAN, addressed 192.168.<vlan>.<node number>,
