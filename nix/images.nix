@@ -158,8 +158,10 @@ let
   # uid 1000 so the client may replace them. An archive is replaced when
   # this image brings another, unless a person replaced it since:
   # .choria-plugins.sha256 records what was installed (the plugins server
-  # serves no dot file). `password USER` and `provisioning-token` print
-  # those secrets, for a person to log in and provision.
+  # serves no dot file). `--brokers N` runs the first N of the topology's
+  # brokers (the cluster profile's three). `password USER` and
+  # `provisioning-token` print those secrets, for a person to log in and
+  # provision.
   setupScript = writeShellScriptBin "choria-lab-setup" ''
     set -euo pipefail
     export PATH=${lib.makeBinPath setupPrograms}
@@ -176,17 +178,26 @@ let
         esac
         ;;
       provisioning-token) exec cat "$creds/operator/provisioning-token" ;;
-      *) echo "usage: choria-lab-setup [random|demo|password USER|provisioning-token]" >&2; exit 2 ;;
+      *) echo "usage: choria-lab-setup [random|demo [--brokers N]|password USER|provisioning-token]" >&2; exit 2 ;;
     esac
+    brokers=()
+    if [ "''${2:-}" = --brokers ]; then
+      brokers=(--brokers "''${3:?--brokers needs a number}")
+    fi
 
     choria-bootstrap --out "$creds" --timings lab \
-      --provision-helper /bin/choria-provision-helper "''${secrets[@]}"
+      --provision-helper /bin/choria-provision-helper "''${secrets[@]}" "''${brokers[@]}"
     choria-plugin-pack sign ${choria-plugins}/server-plugins.json "$creds/client/plugin-signer.seed" \
       --output "$creds/server/server-plugins.spec.json" \
       --machine-data "$creds/server/external-agents.machine_data.json"
     chmod 0644 "$creds/server/external-agents.machine_data.json"
-    for dir in broker aaa provisioner replicator client; do
-      chown -R ${owner} "$creds/$dir"
+    # every broker's own directory, of those that run
+    for dir in ${
+      lib.concatMapStringsSep " " (b: b.name) topology.brokers.hosts
+    } aaa provisioner replicator client; do
+      if [ -d "$creds/$dir" ]; then
+        chown -R ${owner} "$creds/$dir"
+      fi
     done
 
     record="$docroot/.choria-plugins.sha256"

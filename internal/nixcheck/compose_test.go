@@ -59,6 +59,7 @@ type composeService struct {
 	DNSSearch   string         `yaml:"dns_search"`
 	NetworkMode string         `yaml:"network_mode"`
 	Profiles    []string       `yaml:"profiles"`
+	Entrypoint  []string       `yaml:"entrypoint"`
 	Command     []string       `yaml:"command"`
 	StdinOpen   bool           `yaml:"stdin_open"`
 	TTY         bool           `yaml:"tty"`
@@ -178,7 +179,7 @@ func (s composeService) mounts(source string) []composeMount {
 
 // composeFixture is what every compose check reads: the file, the images
 // laid out, the topology, the namespace lab's plan of it, and one run of
-// setup's script.
+// setup's script; and the same of the cluster profile.
 type composeFixture struct {
 	c     *composeFile
 	ev    *imageEval
@@ -188,6 +189,12 @@ type composeFixture struct {
 	creds string // setup's /credentials
 	doc   string // setup's /docroot, the plugins volume
 	owner []ownership
+	// the cluster profile: its topology (every broker) and plan, and setup's
+	// credentials made for it (--brokers)
+	cluster      *topology.Topology
+	clusterPlan  *lab.Plan
+	clusterCreds string
+	clusterOwner []ownership
 	// provisioned is the servers' configuration the provisioner writes
 	// (choria-provision-helper's settings)
 	provisioned map[string]string
@@ -200,9 +207,16 @@ func newComposeFixture(t *testing.T) *composeFixture {
 	f.topo, err = topology.Default()
 	require.NoError(t, err)
 	f.plan = labPlan(t, f.topo.Servers.Count)
+	f.cluster, err = f.topo.Cluster()
+	require.NoError(t, err)
+	f.clusterPlan = planOf(t, f.cluster)
 	f.creds, f.doc = filepath.Join(f.b.dir, "credentials"), filepath.Join(f.b.dir, "docroot")
 	require.NoError(t, os.MkdirAll(f.doc, 0o755))
-	_, f.owner = f.setup(t, "random")
+	f.clusterCreds = filepath.Join(f.b.dir, "credentials-cluster")
+	f.creds, f.clusterCreds = f.clusterCreds, f.creds
+	_, f.clusterOwner = f.setup(t, "random", "--brokers", strconv.Itoa(f.cluster.Brokers.Count))
+	f.creds, f.clusterCreds = f.clusterCreds, f.creds
+	_, f.owner = f.setup(t, "random", "--brokers", "1")
 	helper, err := os.ReadFile(bootstrap.Output{Dir: f.creds}.HelperConfig())
 	require.NoError(t, err)
 	var hc struct{ Settings map[string]string }
@@ -230,6 +244,25 @@ func (f *composeFixture) setup(t *testing.T, args ...string) ([]byte, []ownershi
 	out := b.runArgs("choria-lab-setup", s, "", args, "OWNERS="+owners)
 	return out, readOwners(t, owners, "")
 }
+
+// clusterProfile is the profile of the services only the cluster runs.
+const clusterProfile = "cluster"
+
+// inCluster tells whether the service runs in the cluster profile only.
+func (s composeService) inCluster() bool { return slices.Contains(s.Profiles, clusterProfile) }
+
+// credsOf is the credentials volume as setup makes it for the service's
+// profile.
+func (f *composeFixture) credsOf(s composeService) string {
+	if s.inCluster() {
+		return f.clusterCreds
+	}
+	return f.creds
+}
+
+// natsStream is the cluster profile's one-shot that makes the replicator's
+// target stream on the NATS host.
+const natsStream = "nats-stream"
 
 // secret is what setup prints when asked for one.
 func (f *composeFixture) secret(t *testing.T, args ...string) []byte {
@@ -295,27 +328,25 @@ func (f *composeFixture) checkHosts(t *testing.T) {
 		if !assert.True(t, ok, "no service for the topology's host %s", h.Name) {
 			continue
 		}
-		assert.Equal(t, h.Role, s.role(), "%s runs the wrong image", h.Name)
 		assert.Empty(t, s.Profiles, "%s is part of the lab", h.Name)
-		fqdn := f.topo.FQDN(h.Name)
-		assert.Equal(t, fqdn, containerFQDN(s), "%s: the container's FQDN (its identity, for a server)", h.Name)
-		if h.Role == topology.RoleServer {
-			// go-choria (config.go) takes a host name with more than one
-			// dot as the identity, with no DNS lookup
-			assert.Greater(t, strings.Count(s.Hostname, "."), 1, "%s: the host name is not the identity", h.Name)
-		}
-		var nets []string
-		for n := range s.Networks {
-			nets = append(nets, n)
-		}
-		assert.ElementsMatch(t, h.SortedNetworks(), nets, "%s: networks", h.Name)
-		for n, a := range h.Addresses {
-			assert.Equal(t, a.String(), s.Networks[n].IPv4Address, "%s on %s", h.Name, n)
-			assert.Contains(t, s.Networks[n].Aliases, fqdn, "%s on %s", h.Name, n)
-		}
+		f.checkHost(t, h, s)
 	}
-	// Besides the hosts: setup, on no network, and the scale profile's
-	// servers, which are not the tour's.
+	// the cluster profile's other brokers
+	for _, h := range f.cluster.BrokerHosts() {
+		if slices.ContainsFunc(hosts, func(o topology.Host) bool { return o.Name == h.Name }) {
+			continue
+		}
+		s, ok := f.c.Services[h.Name]
+		if !assert.True(t, ok, "no service for the cluster's broker %s", h.Name) {
+			continue
+		}
+		assert.Equal(t, []string{clusterProfile}, s.Profiles, "%s is part of the cluster profile only", h.Name)
+		f.checkHost(t, h, s)
+		hosts = append(hosts, h)
+	}
+	// Besides the hosts: setup, on no network, the scale profile's
+	// servers, which are not the tour's, and the cluster's one-shot on
+	// the NATS host's network.
 	for name, s := range f.c.Services {
 		if slices.ContainsFunc(hosts, func(h topology.Host) bool { return h.Name == name }) {
 			continue
@@ -323,6 +354,10 @@ func (f *composeFixture) checkHosts(t *testing.T) {
 		switch {
 		case name == "setup":
 			assert.Equal(t, "none", s.NetworkMode, "setup needs no network")
+		case name == natsStream:
+			assert.Equal(t, []string{clusterProfile}, s.Profiles, name)
+			assert.Equal(t, topology.RoleNATS, s.role(), name)
+			assert.Empty(t, s.fixed(), "%s: a one-shot holds no address", name)
 		case s.role() == topology.RoleServer:
 			assert.NotEmpty(t, s.Profiles, "%s: a server outside the topology would change the tour's server count", name)
 			assert.Empty(t, s.Hostname, "%s: replicas need names of their own", name)
@@ -330,6 +365,29 @@ func (f *composeFixture) checkHosts(t *testing.T) {
 		default:
 			t.Errorf("service %s is no host of the topology", name)
 		}
+	}
+}
+
+// checkHost: the service runs the host's role, on its networks at its
+// addresses, known there by its FQDN, with its FQDN as host name.
+func (f *composeFixture) checkHost(t *testing.T, h topology.Host, s composeService) {
+	t.Helper()
+	assert.Equal(t, h.Role, s.role(), "%s runs the wrong image", h.Name)
+	fqdn := f.topo.FQDN(h.Name)
+	assert.Equal(t, fqdn, containerFQDN(s), "%s: the container's FQDN (its identity, for a server)", h.Name)
+	if h.Role == topology.RoleServer {
+		// go-choria (config.go) takes a host name with more than one
+		// dot as the identity, with no DNS lookup
+		assert.Greater(t, strings.Count(s.Hostname, "."), 1, "%s: the host name is not the identity", h.Name)
+	}
+	var nets []string
+	for n := range s.Networks {
+		nets = append(nets, n)
+	}
+	assert.ElementsMatch(t, h.SortedNetworks(), nets, "%s: networks", h.Name)
+	for n, a := range h.Addresses {
+		assert.Equal(t, a.String(), s.Networks[n].IPv4Address, "%s on %s", h.Name, n)
+		assert.Contains(t, s.Networks[n].Aliases, fqdn, "%s on %s", h.Name, n)
 	}
 }
 
@@ -405,7 +463,7 @@ func (f *composeFixture) checkNetworks(t *testing.T) {
 func (f *composeFixture) checkReadiness(t *testing.T) {
 	b := f.b.with(t)
 	ready := map[string]string{}
-	for _, hp := range f.plan.Hosts {
+	for _, hp := range append(slices.Clone(f.plan.Hosts), f.clusterPlan.Hosts...) {
 		for _, p := range hp.Processes {
 			if p.Ready != "" {
 				ready[hp.Host.Name] = p.Ready
@@ -413,9 +471,13 @@ func (f *composeFixture) checkReadiness(t *testing.T) {
 		}
 	}
 	for name, s := range f.c.Services {
-		if name == "setup" {
+		switch name {
+		case "setup":
 			assert.Equal(t, "no", s.Restart, "setup runs once")
 			assert.Nil(t, s.Healthcheck)
+			continue
+		case natsStream:
+			f.checkNATSStream(t, s)
 			continue
 		}
 		assert.Contains(t, []string{"unless-stopped", "always"}, s.Restart, "%s: restart policy", name)
@@ -471,6 +533,24 @@ func healthcheckPrograms(t *testing.T, test []string) []string {
 	return nil
 }
 
+// checkNATSStream: the cluster's one-shot makes, once NATS serves, the
+// stream the namespace lab makes on the NATS host before the replicator
+// starts (lab.NATSTargetStreamArgs), through the NATS host's name.
+func (f *composeFixture) checkNATSStream(t *testing.T, s composeService) {
+	assert.Equal(t, "on-failure", s.Restart, "%s runs until it has made the stream", natsStream)
+	assert.Nil(t, s.Healthcheck, "%s is a one-shot", natsStream)
+	assert.Equal(t, "service_healthy", s.DependsOn["nats"].Condition, "%s waits for NATS to serve", natsStream)
+	want := lab.NATSTargetStreamArgs(f.cluster)
+	require.NotNil(t, want)
+	require.Equal(t, "--server", want[0])
+	nats := f.cluster.MustHost(topology.RoleNATS)
+	want[1] = fmt.Sprintf("nats://%s:%d", f.cluster.FQDN(nats.Name), f.cluster.Ports.NATSClient)
+	assert.Equal(t, want, s.Command, "%s makes the stream the namespace lab makes", natsStream)
+	require.Len(t, s.Entrypoint, 1)
+	assert.True(t, f.b.with(t).image(s.role()).has(strings.TrimPrefix(s.Entrypoint[0], "/bin/")), "%s runs %s, which image %s lacks", natsStream, s.Entrypoint[0], s.role())
+	assert.True(t, f.reaches(s, f.cluster.FQDN(nats.Name)), "%s does not reach the NATS host", natsStream)
+}
+
 // checkMounts: credentials read-only wherever they are mounted but in
 // setup, each service only its role's (or the files of it it needs),
 // every subpath one setup makes; the plugins volume read-only where it is
@@ -487,9 +567,12 @@ func (f *composeFixture) checkMounts(t *testing.T) {
 			case "credentials":
 				assert.True(t, m.ReadOnly, "%s mounts credentials read-write at %s", name, m.Target)
 				assert.True(t, m.Volume.Nocopy, "%s: %s", name, m.Target)
-				role := strings.SplitN(m.Volume.Subpath, "/", 2)[0]
-				assert.Equal(t, s.role(), role, "%s mounts %s's credentials", name, role)
-				_, err := os.Stat(filepath.Join(f.creds, m.Volume.Subpath))
+				dir, want := strings.SplitN(m.Volume.Subpath, "/", 2)[0], s.role()
+				if want == topology.RoleBroker {
+					want = bootstrap.BrokerDir(name) // every broker has its own
+				}
+				assert.Equal(t, want, dir, "%s mounts %s's credentials", name, dir)
+				_, err := os.Stat(filepath.Join(f.credsOf(s), m.Volume.Subpath))
 				assert.NoError(t, err, "%s mounts %s, which setup does not make", name, m.Volume.Subpath)
 			case "plugins":
 				assert.True(t, m.Volume.Nocopy, "%s: %s", name, m.Target)
@@ -508,6 +591,16 @@ func (f *composeFixture) checkSetup(t *testing.T) {
 	for _, dir := range []string{"broker", "aaa", "provisioner", "replicator", "client"} {
 		assert.Equal(t, "1000:1000", ownerOf(f.owner, filepath.Join(f.creds, dir, "x")), "%s's credentials are not handed to uid 1000", dir)
 	}
+	// --brokers: every broker's own, and what names them lists all
+	for _, b := range f.cluster.BrokerHosts() {
+		dir := bootstrap.BrokerDir(b.Name)
+		assert.Equal(t, "1000:1000", ownerOf(f.clusterOwner, filepath.Join(f.clusterCreds, dir, "x")), "%s's credentials are not handed to uid 1000", dir)
+	}
+	_, err := os.Stat(filepath.Join(f.creds, bootstrap.BrokerDir(f.cluster.BrokerHosts()[1].Name)))
+	assert.True(t, os.IsNotExist(err), "one broker by default: setup makes no other's credentials")
+	client, err := os.ReadFile(filepath.Join(f.clusterCreds, "client", "client.conf"))
+	require.NoError(t, err)
+	assert.Contains(t, string(client), strings.Join(f.cluster.BrokerAddresses(), ","), "the cluster's client names every broker")
 	for _, u := range f.topo.UserNames() {
 		want, err := os.ReadFile(bootstrap.Output{Dir: f.creds}.UserPasswordFile(u))
 		require.NoError(t, err)
@@ -781,7 +874,7 @@ func (f *composeFixture) checkFQDNs(t *testing.T) {
 	domain := regexp.QuoteMeta("." + f.topo.Domain)
 	nameRE := regexp.MustCompile(`[a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)*` + domain + `\b`)
 	known := map[string]bool{}
-	for _, h := range f.topo.AllHosts() {
+	for _, h := range f.cluster.AllHosts() {
 		known[f.topo.FQDN(h.Name)] = true
 	}
 	provisioned, err := json.Marshal(f.provisioned)
@@ -794,7 +887,7 @@ func (f *composeFixture) checkFQDNs(t *testing.T) {
 		}
 		var texts [][]byte
 		for _, m := range s.mounts("credentials") {
-			texts = append(texts, readTree(t, filepath.Join(f.creds, m.Volume.Subpath))...)
+			texts = append(texts, readTree(t, filepath.Join(f.credsOf(s), m.Volume.Subpath))...)
 		}
 		texts = append(texts, regularFiles(t, b.image(s.role()).dir)...)
 		if s.role() == topology.RoleServer {

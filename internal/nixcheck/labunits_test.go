@@ -25,6 +25,12 @@ func labPlan(t *testing.T, servers int) *lab.Plan {
 	require.NoError(t, err)
 	topo, err = topo.WithServers(servers)
 	require.NoError(t, err)
+	return planOf(t, topo)
+}
+
+// planOf is the namespace lab's plan of topo, with its programs in /lab.
+func planOf(t *testing.T, topo *topology.Topology) *lab.Plan {
+	t.Helper()
 	progs := &lab.Programs{
 		Choria: "/lab/choria", Provisioner: "/lab/choria-provisioner", AAASvc: "/lab/aaasvc", StreamReplicator: "/lab/stream-replicator",
 		NATSServer: "/lab/nats-server", NATS: "/lab/nats", ProvisionHelper: "/lab/choria-provision-helper", Requests: "/lab/requests",
