@@ -36,8 +36,10 @@ const failover = 10 * time.Second
 const afterPartition = 45 * time.Second
 
 // readable bounds how soon what was stored before a broker was cut off is
-// read from the other two, once they notice.
-const readable = 20 * time.Second
+// read from the other two, once they notice; each `choria` command that
+// tries the cut-off broker first waits out its connect timeout (2 s)
+// before it tries another.
+const readable = time.Minute
 
 // up brings a fresh lab up for a test, logged in as admin (who may read
 // the streams), with the registration and submission streams made as the

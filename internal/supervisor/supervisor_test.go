@@ -189,21 +189,24 @@ func TestLabHostProgramAndItsChildren(t *testing.T) {
 	// the child's pid as this machine sees it (the host has its own PID
 	// namespace, where $! is another number): the child of the program
 	var program, child int
+	var comm []byte
 	require.Eventually(t, func() bool {
 		if !strings.Contains(readLog(p), "child ") {
 			return false
 		}
 		program = s.Snapshots()[0].PID
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", program))
+		comm, _ = os.ReadFile(fmt.Sprintf("/proc/%d/comm", program))
 		if strings.TrimSpace(string(comm)) != "sh" {
 			return false // still nsenter's pid
 		}
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", program, program))
-		_, err := fmt.Sscanf(string(b), "%d", &child)
-		return err == nil
-	}, 5*time.Second, 20*time.Millisecond)
-	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child))
-	require.Equal(t, "sleep", strings.TrimSpace(string(comm)))
+		if _, err := fmt.Sscanf(string(b), "%d", &child); err != nil {
+			return false
+		}
+		// the shell forks, then the child execs sleep: until then it is sh
+		comm, _ = os.ReadFile(fmt.Sprintf("/proc/%d/comm", child))
+		return strings.TrimSpace(string(comm)) == "sleep"
+	}, 5*time.Second, 20*time.Millisecond, "the program's child is sleep")
 	s.Stop()
 	require.Eventually(t, func() bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
