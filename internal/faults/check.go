@@ -70,12 +70,21 @@ func RegistrationSubject(t *topology.Topology, identity string) string {
 // whose sequence now holds another (or nothing), a submission subject
 // holding fewer messages than before.
 func (f *Fleet) Lost(ctx context.Context, s *Stored) ([]string, error) {
+	missing, err := f.missing(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return missing.describe(f.Topology), nil
+}
+
+// missing is the part of s the streams do not hold now.
+func (f *Fleet) missing(ctx context.Context, s *Stored) (*Stored, error) {
 	t := f.Topology
 	var seqs []uint64
 	for _, m := range s.Registration {
 		seqs = append(seqs, m.Seq)
 	}
-	var lost []string
+	missing := &Stored{Submissions: map[string]int{}}
 	if len(seqs) > 0 {
 		now, err := f.Messages(ctx, t.Streams.Registration.Name, seqs)
 		if err != nil {
@@ -83,36 +92,53 @@ func (f *Fleet) Lost(ctx context.Context, s *Stored) ([]string, error) {
 		}
 		for i, m := range s.Registration {
 			if now[i] != m {
-				lost = append(lost, fmt.Sprintf("%s %d (%s)", t.Streams.Registration.Name, m.Seq, m.Subject))
+				missing.Registration = append(missing.Registration, m)
 			}
 		}
 	}
-	subs, err := f.Subjects(ctx, t.Streams.Submission.Name)
-	if err != nil {
-		return nil, err
-	}
-	for _, subj := range slices.Sorted(maps.Keys(s.Submissions)) {
-		if subs[subj] < s.Submissions[subj] {
-			lost = append(lost, fmt.Sprintf("%s %s (%d of %d)", t.Streams.Submission.Name, subj, subs[subj], s.Submissions[subj]))
+	if len(s.Submissions) > 0 {
+		subs, err := f.Subjects(ctx, t.Streams.Submission.Name)
+		if err != nil {
+			return nil, err
+		}
+		for subj, n := range s.Submissions {
+			if subs[subj] < n {
+				missing.Submissions[subj] = n
+			}
 		}
 	}
-	return lost, nil
+	return missing, nil
 }
 
-// WaitNothingLost waits until everything of s is read again (reads fail
-// while a stream has no leader, or its replicas are being caught up),
-// and returns how long that took from since.
+// describe names every message of s.
+func (s *Stored) describe(t *topology.Topology) []string {
+	var names []string
+	for _, m := range s.Registration {
+		names = append(names, fmt.Sprintf("%s %d (%s)", t.Streams.Registration.Name, m.Seq, m.Subject))
+	}
+	for _, subj := range slices.Sorted(maps.Keys(s.Submissions)) {
+		names = append(names, fmt.Sprintf("%s %s (%d messages)", t.Streams.Submission.Name, subj, s.Submissions[subj]))
+	}
+	return names
+}
+
+// WaitNothingLost waits until everything of s has been read again (reads
+// fail while a stream has no leader, or a command tries a broker that is
+// gone first), asking each time only for what was not read yet, and
+// returns how long that took from since.
 func (f *Fleet) WaitNothingLost(ctx context.Context, s *Stored, since time.Time, limit time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	var lost []string
+	pending := s
 	err := poll.Until(ctx, 500*time.Millisecond, func() (bool, error) {
-		var err error
-		lost, err = f.Lost(ctx, s)
-		return err == nil && len(lost) == 0, nil
+		missing, err := f.missing(ctx, pending)
+		if err == nil {
+			pending = missing
+		}
+		return pending.Count() == 0, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("stored messages not read within %s: %s: %w", limit, strings.Join(lost, ", "), err)
+		return 0, fmt.Errorf("stored messages not read within %s: %s: %w", limit, strings.Join(pending.describe(f.Topology), ", "), err)
 	}
 	return time.Since(since), nil
 }

@@ -11,11 +11,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kballard/go-shellquote"
 
 	"github.com/reproducible-choria/deployment/internal/lab"
 	"github.com/reproducible-choria/deployment/internal/poll"
@@ -131,8 +134,8 @@ func (f *Fleet) SignedRequest(ctx context.Context) error {
 // takes it) on subject, which the submission stream keeps; returns the
 // message's id.
 func (f *Fleet) Submit(ctx context.Context, server, subject, body string) (string, error) {
-	out, err := f.On(ctx, server, fmt.Sprintf("echo %s | choria tool submit --config %s/server.conf --reliable %s -- - 2>/dev/null",
-		body, f.Topology.Roles[topology.RoleServer].ConfigDir, subject))
+	out, err := f.On(ctx, server, "echo "+shellquote.Join(body)+" | "+shellquote.Join("choria", "tool", "submit", "--config",
+		path.Join(f.Topology.Roles[topology.RoleServer].ConfigDir, "server.conf"), "--reliable", subject, "--", "-")+" 2>/dev/null")
 	return strings.TrimSpace(out), err
 }
 
@@ -141,7 +144,7 @@ func SubmitSubject(subject string) string { return "choria.submission.in." + sub
 
 // Subjects is how many messages a stream holds on each subject.
 func (f *Fleet) Subjects(ctx context.Context, stream string) (map[string]int, error) {
-	out, err := f.Client(ctx, "choria broker stream subjects "+stream+" --json")
+	out, err := f.Client(ctx, shellquote.Join("choria", "broker", "stream", "subjects", stream, "--json"))
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +200,7 @@ func (f *Fleet) getMessages(ctx context.Context, gets []string) ([]storedMessage
 func (f *Fleet) Messages(ctx context.Context, stream string, seqs []uint64) ([]Message, error) {
 	var gets []string
 	for _, s := range seqs {
-		gets = append(gets, fmt.Sprintf("{ choria broker stream get %s %d --json 2>/dev/null || echo '{\"seq\": %d}'; }", stream, s, s))
+		gets = append(gets, fmt.Sprintf("{ %s --json 2>/dev/null || echo '{\"seq\": %d}'; }", shellquote.Join("choria", "broker", "stream", "get", stream, strconv.FormatUint(s, 10)), s))
 	}
 	got, err := f.getMessages(ctx, gets)
 	if err != nil {
@@ -220,7 +223,7 @@ func (f *Fleet) Messages(ctx context.Context, stream string, seqs []uint64) ([]M
 func (f *Fleet) LatestSeqs(ctx context.Context, stream string, subjects []string) ([]uint64, error) {
 	var gets []string
 	for _, s := range subjects {
-		gets = append(gets, fmt.Sprintf("choria broker stream get %s -S %s --json", stream, s))
+		gets = append(gets, shellquote.Join("choria", "broker", "stream", "get", stream, "-S", s, "--json"))
 	}
 	got, err := f.getMessages(ctx, gets)
 	if err != nil {
@@ -254,7 +257,7 @@ type StreamInfo struct {
 
 // Info asks the stream's leader about it.
 func (f *Fleet) Info(ctx context.Context, stream string) (*StreamInfo, error) {
-	out, err := f.Client(ctx, "choria broker stream info "+stream+" --json")
+	out, err := f.Client(ctx, shellquote.Join("choria", "broker", "stream", "info", stream, "--json"))
 	if err != nil {
 		return nil, err
 	}
