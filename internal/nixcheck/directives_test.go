@@ -1,17 +1,13 @@
 package nixcheck
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -364,22 +360,8 @@ func TestDirectiveChecker(t *testing.T) {
 // returns its JSON, or an error with what the evaluation printed.
 func evalScenario(t *testing.T, scenario string) (json.RawMessage, error) {
 	t.Helper()
-	libDir := os.Getenv("NIXPKGS_LIB")
-	if libDir == "" {
-		evalModules(t) // does without NIXPKGS_LIB what every evaluation test does
-	}
-	nixInstantiate := requireTool(t, "nix-instantiate")
-	cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json",
-		"internal/nixcheck/testdata/eval-modules.nix", "--arg", "nixpkgsLib", libDir, "--arg", "root", "./.",
-		"--arg", "scenario", scenario, "-A", "scenario")
-	cmd.Dir = testenv.ModuleRoot(t)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, stderr.String())
-	}
-	return out, nil
+	return nixEval(t, "internal/nixcheck/testdata/eval-modules.nix", "--arg", "nixpkgsLib", nixpkgsLib(t, "no module evaluation"),
+		"--arg", "root", "./.", "--arg", "scenario", scenario, "-A", "scenario")
 }
 
 // TestEvaluationRejectsMistakes evaluates small configurations with a

@@ -2,7 +2,6 @@ package nixcheck
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -55,19 +54,10 @@ type standIn struct {
 
 func evalImages(t *testing.T) *imageEval {
 	t.Helper()
-	libDir := os.Getenv("NIXPKGS_LIB")
-	if libDir == "" {
-		testenv.Missing(t, "NIXPKGS_LIB is not set (a nixpkgs lib/ directory: ../shared/nixpkgs-lib/lib); the images are not evaluated")
-	}
-	nixInstantiate := requireTool(t, "nix-instantiate")
-	cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json",
-		"internal/nixcheck/testdata/eval-images.nix", "--arg", "nixpkgsLib", libDir, "--arg", "root", "./.")
-	cmd.Dir = testenv.ModuleRoot(t)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := nixEval(t, "internal/nixcheck/testdata/eval-images.nix",
+		"--arg", "nixpkgsLib", nixpkgsLib(t, "the images are not evaluated"), "--arg", "root", "./.")
 	if err != nil {
-		t.Fatalf("evaluating nix/images.nix failed: %v\n%s", err, stderr.String())
+		t.Fatalf("evaluating nix/images.nix failed: %v", err)
 	}
 	var ev imageEval
 	if err := json.Unmarshal(out, &ev); err != nil {

@@ -1,7 +1,6 @@
 package nixcheck
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -51,20 +50,10 @@ func TestPackageHashesWellFormed(t *testing.T) {
 // NIXPKGS_LIB, or skips.
 func evalModules(t *testing.T) map[string]json.RawMessage {
 	t.Helper()
-	libDir := os.Getenv("NIXPKGS_LIB")
-	if libDir == "" {
-		testenv.Missing(t, "NIXPKGS_LIB is not set (a nixpkgs lib/ directory: ../shared/nixpkgs-lib/lib, or nix-community/nixpkgs.lib); no module evaluation")
-	}
-	nixInstantiate := requireTool(t, "nix-instantiate")
-	root := testenv.ModuleRoot(t)
-	cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json",
-		"internal/nixcheck/testdata/eval-modules.nix", "--arg", "nixpkgsLib", libDir, "--arg", "root", "./.")
-	cmd.Dir = root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := nixEval(t, "internal/nixcheck/testdata/eval-modules.nix",
+		"--arg", "nixpkgsLib", nixpkgsLib(t, "no module evaluation"), "--arg", "root", "./.")
 	if err != nil {
-		t.Fatalf("evaluating the modules failed: %v\n%s", err, stderr.String())
+		t.Fatalf("evaluating the modules failed: %v", err)
 	}
 	var res map[string]json.RawMessage
 	if err := json.Unmarshal(out, &res); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -26,6 +27,34 @@ func requireTool(t *testing.T, name string) string {
 		testenv.Missing(t, "%s is not installed (apt-get install nix-bin)", name)
 	}
 	return testenv.RequireTool(t, name)
+}
+
+// nixpkgsLib is NIXPKGS_LIB, nixpkgs' lib directory the evaluations
+// import; without it the test skips (fails under CI=true) saying what is
+// not evaluated.
+func nixpkgsLib(t *testing.T, unevaluated string) string {
+	t.Helper()
+	libDir := os.Getenv("NIXPKGS_LIB")
+	if libDir == "" {
+		testenv.Missing(t, "NIXPKGS_LIB is not set (a nixpkgs lib/ directory: ../shared/nixpkgs-lib/lib); %s", unevaluated)
+	}
+	return libDir
+}
+
+// nixEval runs `nix-instantiate --eval --strict --json ARGS` from the
+// module root against a store that builds nothing, and returns the JSON,
+// or an error carrying what the evaluation printed.
+func nixEval(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(requireTool(t, "nix-instantiate"), append([]string{"--store", "dummy://", "--eval", "--strict", "--json"}, args...)...)
+	cmd.Dir = testenv.ModuleRoot(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return out, nil
 }
 
 func readFile(t *testing.T, root, name string) string {

@@ -3,7 +3,6 @@ package nixcheck
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -19,17 +18,8 @@ import (
 // upstream package, and compares it with what the builder reads from the
 // same upstream/pins.json: one pin, one place, the same link flags.
 func TestPinsReachNix(t *testing.T) {
-	libDir := os.Getenv("NIXPKGS_LIB")
-	if libDir == "" {
-		testenv.Missing(t, "NIXPKGS_LIB is not set (../shared/nixpkgs-lib/lib); cannot evaluate pkgs/pins.nix")
-	}
-	nixInstantiate := requireTool(t, "nix-instantiate")
-	root := testenv.ModuleRoot(t)
-	cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json", "--expr",
-		"import ./pkgs/pins.nix { lib = import "+libDir+"; }")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	require.NoError(t, err, "evaluating pkgs/pins.nix: %s", stderrOf(err))
+	out, err := nixEval(t, "--expr", "import ./pkgs/pins.nix { lib = import "+nixpkgsLib(t, "pkgs/pins.nix is not evaluated")+"; }")
+	require.NoError(t, err, "evaluating pkgs/pins.nix")
 
 	var nix struct {
 		Sources map[string]struct {
@@ -68,11 +58,4 @@ func TestNoPinOutsidePinsFile(t *testing.T) {
 			}
 		}
 	}
-}
-
-func stderrOf(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(ee.Stderr)
-	}
-	return ""
 }

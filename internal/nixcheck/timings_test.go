@@ -3,15 +3,12 @@ package nixcheck
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/reproducible-choria/deployment/internal/testenv"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -19,19 +16,13 @@ import (
 // with the fleet as the Go reader does, so the NixOS lab profile renders
 // the intervals the namespace lab and the bootstrapper render.
 func TestTimingsGrowAlikeInNix(t *testing.T) {
-	libDir := os.Getenv("NIXPKGS_LIB")
-	if libDir == "" {
-		testenv.Missing(t, "NIXPKGS_LIB is not set (../shared/nixpkgs-lib/lib); cannot evaluate nix/topology.nix")
-	}
-	nixInstantiate := requireTool(t, "nix-instantiate")
+	libDir := nixpkgsLib(t, "nix/topology.nix is not evaluated")
 	for _, n := range []int{1, 10, 66, 200, 500} {
 		for _, profile := range []string{topology.TimingsLab, topology.TimingsReference} {
 			expr := fmt.Sprintf(`let lib = import %s; topo = lib.importJSON ./topology/topology.json;
 in (import ./nix/topology.nix { inherit lib; } (topo // { servers = topo.servers // { count = %d; }; })).timing %q`, libDir, n, profile)
-			cmd := exec.Command(nixInstantiate, "--store", "dummy://", "--eval", "--strict", "--json", "--expr", expr)
-			cmd.Dir = testenv.ModuleRoot(t)
-			out, err := cmd.Output()
-			require.NoError(t, err, "evaluating nix/topology.nix: %s", stderrOf(err))
+			out, err := nixEval(t, "--expr", expr)
+			require.NoError(t, err, "evaluating nix/topology.nix")
 			var nix topology.Timings
 			require.NoError(t, json.Unmarshal(out, &nix), "%s", out)
 
