@@ -114,38 +114,38 @@ func benchOne(ctx context.Context, o Options, n int, idle time.Duration) (*Bench
 	}
 
 	procs := r.supervisor.Snapshots()
-	roles := hostRoles(st)
-	res.CPU = cpuByRole(procs, roles)
+	hosts := hostsByName(st)
+	res.CPU = cpuByRole(procs, hosts)
 	res.CPU["supervisor"] = cpuSeconds(os.Getpid())
 	res.CPUPerServer = res.CPU[topology.RoleServer] / float64(n)
 
 	if idle > 0 {
-		before := cpuByRole(procs, roles)[topology.RoleServer]
+		before := cpuByRole(procs, hosts)[topology.RoleServer]
 		if err := poll.Sleep(ctx, idle); err != nil {
 			return nil, err
 		}
-		after := cpuByRole(procs, roles)[topology.RoleServer]
+		after := cpuByRole(procs, hosts)[topology.RoleServer]
 		res.IdleWindow = idle.Seconds()
 		res.IdleCPUPerServer = (after - before) / idle.Seconds() / float64(n)
 	}
 
-	res.PSS, res.PeakRSS = memory(procs, st, r.Plan.Topology.ServerName(1))
+	res.PSS, res.PeakRSS = memory(procs, hosts, r.Plan.Topology.ServerName(1))
 	return res, nil
 }
 
-func hostRoles(st *State) map[string]string {
-	roles := map[string]string{}
+func hostsByName(st *State) map[string]HostState {
+	hosts := make(map[string]HostState, len(st.Hosts))
 	for _, h := range st.Hosts {
-		roles[h.Name] = h.Role
+		hosts[h.Name] = h
 	}
-	return roles
+	return hosts
 }
 
 // cpuByRole sums the CPU seconds of the processes by their host's role.
-func cpuByRole(procs []supervisor.Snapshot, roles map[string]string) map[string]float64 {
+func cpuByRole(procs []supervisor.Snapshot, hosts map[string]HostState) map[string]float64 {
 	out := map[string]float64{}
 	for _, p := range procs {
-		out[roles[p.Host]] += cpuSeconds(p.PID)
+		out[hosts[p.Host].Role] += cpuSeconds(p.PID)
 	}
 	return out
 }
@@ -171,33 +171,26 @@ func cpuSeconds(pid int) float64 {
 // memory reads the PSS of every role's process (servers: the mean of a
 // server with its anchor) and the peak RSS of the broker, the
 // provisioner, one server and the supervisor.
-func memory(procs []supervisor.Snapshot, st *State, oneServer string) (pss, peak map[string]uint64) {
+func memory(procs []supervisor.Snapshot, hosts map[string]HostState, oneServer string) (pss, peak map[string]uint64) {
 	pss, peak = map[string]uint64{}, map[string]uint64{}
-	roles := hostRoles(st)
-	var serverPSS []uint64
+	var serverSum, servers uint64
 	for _, p := range procs {
-		role := roles[p.Host]
-		if role == topology.RoleServer {
-			h, err := st.Host(p.Host)
-			if err == nil {
-				serverPSS = append(serverPSS, pssKiB(p.PID)+pssKiB(h.AnchorPID))
-			}
+		h := hosts[p.Host]
+		switch h.Role {
+		case topology.RoleServer:
+			serverSum += pssKiB(p.PID) + pssKiB(h.AnchorPID)
+			servers++
 			if p.Host == oneServer {
-				peak[role] = peakRSSKiB(p.PID)
+				peak[h.Role] = peakRSSKiB(p.PID)
 			}
 			continue
+		case topology.RoleBroker, topology.RoleProvisioner:
+			peak[h.Role] = peakRSSKiB(p.PID)
 		}
-		pss[role] += pssKiB(p.PID)
-		if role == topology.RoleBroker || role == topology.RoleProvisioner {
-			peak[role] = peakRSSKiB(p.PID)
-		}
+		pss[h.Role] += pssKiB(p.PID)
 	}
-	if len(serverPSS) > 0 {
-		var sum uint64
-		for _, v := range serverPSS {
-			sum += v
-		}
-		pss[topology.RoleServer] = sum / uint64(len(serverPSS))
+	if servers > 0 {
+		pss[topology.RoleServer] = serverSum / servers
 	}
 	pss["supervisor"] = pssKiB(os.Getpid())
 	peak["supervisor"] = peakRSSKiB(os.Getpid())
