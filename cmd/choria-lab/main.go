@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -43,6 +44,7 @@ func main() {
 	topoFile := up.Flag("topology", "Topology file (default: the built-in one)").PlaceHolder("FILE").String()
 	binDirs := up.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
 	nixosLike := up.Flag("nixos-like", "Hide this machine's /usr/bin and /usr/sbin from the hosts but for sh and env, as on NixOS: every tool then comes from PATH").UnNegatableBool()
+	window := up.Flag("start-window", "Servers between their first start and answering at once; the rest wait to start (0: all at once)").Default(strconv.Itoa(lab.DefaultStartWindow())).Int()
 	timeout := up.Flag("timeout", "Give up when the lab is not up within this time (default: 3m plus 0.6s a server)").PlaceHolder("DURATION").Duration()
 
 	down := app.Command("down", "Stop the running lab and remove its namespaces, bridges and mounts")
@@ -68,6 +70,8 @@ func main() {
 	benchServers := bench.Flag("servers", "Server counts to measure, a fresh lab each (repeatable; up to the servers network's size, 766 by default)").Default("10", "50").Ints()
 	benchBrokers := bench.Flag("brokers", "Number of Choria brokers (default: the topology's, one)").PlaceHolder("N").Int()
 	benchBinDirs := bench.Flag("bin-dir", "Directory to find the upstream programs in before PATH (repeatable)").PlaceHolder("DIR").Strings()
+	benchWindow := bench.Flag("start-window", "Servers between their first start and answering at once (0: all at once)").Default(strconv.Itoa(lab.DefaultStartWindow())).Int()
+	benchSettle := bench.Flag("settle", "How long the answering fleet is left alone before its idle CPU is measured (its first plugin deployment, facts and registration)").Default("60s").Duration()
 	benchIdle := bench.Flag("idle", "How long to watch the answering fleet for its idle CPU (0: not measured)").Default("30s").Duration()
 	benchJSON := bench.Flag("json", "Also write every figure as JSON to FILE").PlaceHolder("FILE").String()
 	benchPlot := bench.Flag("plot", "Also draw time to provisioned and to answering against servers into FILE (.svg or .png)").PlaceHolder("FILE").String()
@@ -98,7 +102,7 @@ func main() {
 	code := 0
 	switch cmd {
 	case up.FullCommand():
-		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, Brokers: *brokers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, NixOSLike: *nixosLike, Timeout: *timeout, Log: log})
+		err = runUp(ctx, lab.Options{Dir: *dir, Servers: *servers, Brokers: *brokers, ReferenceTimings: *reference, TopologyFile: *topoFile, BinDirs: *binDirs, NixOSLike: *nixosLike, StartWindow: startWindow(*window), Timeout: *timeout, Log: log})
 	case down.FullCommand():
 		err = runDown(layout, *purge)
 	case shell.FullCommand():
@@ -117,7 +121,7 @@ func main() {
 	case logs.FullCommand():
 		err = lab.WriteLogs(os.Stdout, layout, *logsHost, *follow, ctx.Done())
 	case bench.FullCommand():
-		err = runBench(ctx, lab.BenchOptions{Lab: lab.Options{Dir: *dir, Brokers: *benchBrokers, BinDirs: *benchBinDirs, Log: log}, Counts: *benchServers, Idle: *benchIdle}, *benchJSON, *benchPlot)
+		err = runBench(ctx, lab.BenchOptions{Lab: lab.Options{Dir: *dir, Brokers: *benchBrokers, BinDirs: *benchBinDirs, StartWindow: startWindow(*benchWindow), Log: log}, Counts: *benchServers, Settle: *benchSettle, Idle: *benchIdle}, *benchJSON, *benchPlot)
 	case walk.FullCommand():
 		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
 	case buildUp.FullCommand():
@@ -288,4 +292,12 @@ func runBuildUpstream(ctx context.Context, o upstreambuild.Options, out string) 
 	}
 	fmt.Println("The lab and the end-to-end tests find them in the cache by themselves.")
 	return nil
+}
+
+// startWindow maps the flag's 0 (all at once) to lab.Options' negative.
+func startWindow(flag int) int {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }

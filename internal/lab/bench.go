@@ -26,6 +26,10 @@ type BenchOptions struct {
 	Lab Options
 	// Counts are the server counts measured, a fresh lab each.
 	Counts []int
+	// Settle is how long the answering fleet is left alone before the idle
+	// window opens: its first plugin deployment, facts and registration
+	// are not idle work.
+	Settle time.Duration
 	// Idle is how long the fleet is watched, answering and idle, for the
 	// idle CPU figure.
 	Idle time.Duration
@@ -51,13 +55,19 @@ type BenchResult struct {
 	// waited for) used from their start until every server answered;
 	// "supervisor" is choria-lab itself.
 	CPU map[string]float64 `json:"cpu_s"`
-	// CPUPerServer is CPU["server"] over the servers: the cost of one
-	// server from its first start to answering.
+	// CPUPerServer is the mean CPU seconds of one server from its first
+	// start to its answering (read when its status file first shows it
+	// connected, provisioned): what a server costs to come up.
 	CPUPerServer float64 `json:"cpu_s_per_server"`
+	// FleetCPUPerServer is CPU["server"] over the servers: also what the
+	// servers that answered early used while the rest came up.
+	FleetCPUPerServer float64 `json:"fleet_cpu_s_per_server"`
 	// IdleCPUPerServer is the share of one core a provisioned, answering
-	// server uses while nothing is asked of it, over IdleWindow seconds.
+	// server uses while nothing is asked of it, over IdleWindow seconds
+	// that open SettleWindow seconds after every server answered ping.
 	IdleCPUPerServer float64 `json:"idle_core_share_per_server"`
 	IdleWindow       float64 `json:"idle_window_s"`
+	SettleWindow     float64 `json:"settle_s"`
 	// PSS is the proportional set size of each role's process; for
 	// servers the mean of one server and its host's anchor.
 	PSS map[string]uint64 `json:"pss_kib"`
@@ -75,7 +85,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		if lo.Log != nil {
 			lo.Log.Info(fmt.Sprintf("bench: %d servers", n))
 		}
-		res, err := benchOne(ctx, lo, n, o.Idle)
+		res, err := benchOne(ctx, lo, n, o.Settle, o.Idle)
 		if err != nil {
 			return results, fmt.Errorf("benchmark with %d servers: %w", n, err)
 		}
@@ -84,7 +94,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 	return results, nil
 }
 
-func benchOne(ctx context.Context, o Options, n int, idle time.Duration) (*BenchResult, error) {
+func benchOne(ctx context.Context, o Options, n int, settle, idle time.Duration) (*BenchResult, error) {
 	start := time.Now()
 	r, err := Up(ctx, o)
 	if err != nil {
@@ -117,9 +127,16 @@ func benchOne(ctx context.Context, o Options, n int, idle time.Duration) (*Bench
 	hosts := hostsByName(st)
 	res.CPU = cpuByRole(procs, hosts)
 	res.CPU["supervisor"] = cpuSeconds(os.Getpid())
-	res.CPUPerServer = res.CPU[topology.RoleServer] / float64(n)
+	res.FleetCPUPerServer = res.CPU[topology.RoleServer] / float64(n)
+	for _, s := range r.servers {
+		res.CPUPerServer += s.cpu / float64(len(r.servers))
+	}
 
 	if idle > 0 {
+		if err := poll.Sleep(ctx, settle); err != nil {
+			return nil, err
+		}
+		res.SettleWindow = settle.Seconds()
 		before := cpuByRole(procs, hosts)[topology.RoleServer]
 		if err := poll.Sleep(ctx, idle); err != nil {
 			return nil, err
@@ -254,11 +271,11 @@ func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error 
 // WriteBench prints the results as a table.
 func WriteBench(w io.Writer, results []BenchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "servers\tbroker ready s\tall provisioned s\tup s\tall answer ping s\tprovisioned/min\tCPU-s/server\tidle CPU/server (%)\tbroker MiB\tprovisioner MiB\tserver PSS MiB\tsupervisor MiB\t")
+	fmt.Fprintln(tw, "servers\tbroker ready s\tall provisioned s\tup s\tall answer ping s\tprovisioned/min\tCPU-s/server\tfleet CPU-s/server\tidle CPU/server (%)\tbroker MiB\tprovisioner MiB\tserver PSS MiB\tsupervisor MiB\t")
 	mib := func(kib uint64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.3f\t%s\t%s\t%s\t%s\t\n", r.Servers,
-			r.Broker, r.Provisioned, r.Up, r.Ping, r.PerMinute, r.CPUPerServer, 100*r.IdleCPUPerServer,
+		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.3f\t%s\t%s\t%s\t%s\t\n", r.Servers,
+			r.Broker, r.Provisioned, r.Up, r.Ping, r.PerMinute, r.CPUPerServer, r.FleetCPUPerServer, 100*r.IdleCPUPerServer,
 			mib(r.PeakRSS[topology.RoleBroker]), mib(r.PeakRSS[topology.RoleProvisioner]), mib(r.PSS[topology.RoleServer]), mib(r.PeakRSS["supervisor"]))
 	}
 	tw.Flush()

@@ -37,6 +37,10 @@ type Options struct {
 	// but for sh and env, as on NixOS: the lab and the tour must then find
 	// everything on ToolPath.
 	NixOSLike bool
+	// StartWindow is how many servers may be between their first start
+	// and answering at once: the rest wait to start. Zero is
+	// DefaultStartWindow, negative all at once.
+	StartWindow int
 	// Timeout bounds the whole bring-up; when zero, it grows with the
 	// fleet (DefaultTimeout).
 	Timeout time.Duration
@@ -54,6 +58,7 @@ type Running struct {
 	state      *State
 	log        *slog.Logger
 	lock       *os.File
+	servers    []*serverRun
 	stateMu    sync.Mutex
 	down       bool
 	// Phases are the times bring-up took, for the summary and the benchmark.
@@ -215,10 +220,11 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 	r.Phases.Services = time.Since(start)
 	log.Info(fmt.Sprintf("services ready: %s (%s)", strings.Join(services, ", "), round(r.Phases.Services)))
 
-	if err := r.startRole(ctx, topology.RoleServer); err != nil {
-		return nil, err
+	window := o.StartWindow
+	if window == 0 {
+		window = DefaultStartWindow()
 	}
-	if err := r.waitProvisioned(ctx); err != nil {
+	if err := r.bringUpServers(ctx, start, window); err != nil {
 		return nil, err
 	}
 	if topo.Clustered() {
@@ -226,12 +232,8 @@ func Up(ctx context.Context, o Options) (_ *Running, err error) {
 			return nil, err
 		}
 		log.Info(fmt.Sprintf("the cluster's system streams are made (%s)", round(time.Since(start))))
+		r.Phases.Answering = time.Since(start)
 	}
-	r.Phases.Provisioned = time.Since(start)
-	if err := r.waitAnswering(ctx); err != nil {
-		return nil, err
-	}
-	r.Phases.Answering = time.Since(start)
 	r.state.Ready = true
 	if err := r.saveState(); err != nil {
 		return nil, err

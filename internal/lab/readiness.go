@@ -76,51 +76,6 @@ func waitTCP(ctx context.Context, h *netlab.Host, addr string) error {
 	})
 }
 
-// waitProvisioned waits until every server holds the configuration the
-// provisioner gave it.
-func (r *Running) waitProvisioned(ctx context.Context) error {
-	return r.waitServers(ctx, "provisioned", func(h HostState) bool { return r.Plan.Layout.Provisioned(h.Name) },
-		"see the provisioner's log "+r.Plan.Layout.ProcessLog(r.Plan.Topology.MustHost(topology.RoleProvisioner).Name, "provisioner"))
-}
-
-// waitAnswering waits until every server runs with its provisioned
-// identity, connected to the broker, as its status file says.
-func (r *Running) waitAnswering(ctx context.Context) error {
-	return r.waitServers(ctx, "connected", func(h HostState) bool {
-		s, err := readServerStatus(h.StatusFile)
-		return err == nil && s.answering(h.FQDN)
-	}, "see `choria-lab status` and the servers' logs")
-}
-
-// waitServers reports progress until done holds for every server.
-func (r *Running) waitServers(ctx context.Context, state string, done func(HostState) bool, hint string) error {
-	var servers []HostState
-	for _, h := range r.State().Hosts {
-		if h.Role == topology.RoleServer {
-			servers = append(servers, h)
-		}
-	}
-	last := -1
-	var waiting []string
-	err := poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
-		waiting = waiting[:0]
-		for _, h := range servers {
-			if !done(h) {
-				waiting = append(waiting, h.Name)
-			}
-		}
-		if n := len(servers) - len(waiting); n != last {
-			r.log.Info(fmt.Sprintf("servers %s %d of %d", state, n, len(servers)))
-			last = n
-		}
-		return len(waiting) == 0, nil
-	})
-	if err != nil {
-		return fmt.Errorf("%d of %d servers were not %s (%s): %s: %w", len(waiting), len(servers), state, strings.Join(waiting, ", "), hint, err)
-	}
-	return nil
-}
-
 // makeTargetStream makes the replicator's target stream on the NATS host
 // where the replicator cannot (NATSTargetStreamArgs), as the NATS
 // service's user.

@@ -245,6 +245,14 @@ func (sp *Supervised) Restarts() int {
 	return sp.restarts
 }
 
+// PID is the program's process id (its launcher's for the first moments
+// after a start).
+func (sp *Supervised) PID() int {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.pid
+}
+
 // Kill sends sig to the process's group at once, as `systemctl kill` does
 // (SIGKILL: `kill -9` of everything the service runs). With hold the
 // supervisor keeps the process down once it dies, until Resume: a service
