@@ -263,16 +263,16 @@ func TestTimingsGrowWithTheFleet(t *testing.T) {
 	assert.Equal(t, time.Minute, small.ProvisionerInterval.Duration)
 
 	big := at(500, TimingsLab)
-	assert.Equal(t, 100*time.Second, big.RegistrationInterval.Duration)
-	assert.Equal(t, 50*time.Second, big.StatusInterval.Duration)
-	assert.Equal(t, 150*time.Second, big.FactsInterval.Duration)
-	assert.Equal(t, 200*time.Second, big.PluginsInterval.Duration)
-	assert.Equal(t, 50*time.Second, big.PluginsPollInterval.Duration)
+	assert.Equal(t, 150*time.Second, big.RegistrationInterval.Duration)
+	assert.Equal(t, 75*time.Second, big.StatusInterval.Duration)
+	assert.Equal(t, 25*time.Minute, big.FactsInterval.Duration)
+	assert.Equal(t, 15*time.Minute, big.PluginsInterval.Duration)
+	assert.Equal(t, 150*time.Second, big.PluginsPollInterval.Duration)
 	assert.Equal(t, 250*time.Second, big.ProvisionerInterval.Duration, "twice the interval outlasts the provisioning queue")
 	assert.Equal(t, 5*time.Minute, big.PluginsManageInterval.Duration, "no per-server part: the base")
 
-	odd := at(66, TimingsLab)
-	assert.Equal(t, 14*time.Second, odd.RegistrationInterval.Duration, "13.2s rounds up to a whole second")
+	odd := at(67, TimingsLab)
+	assert.Equal(t, 21*time.Second, odd.RegistrationInterval.Duration, "20.1s rounds up to a whole second")
 
 	assert.Equal(t, at(10, TimingsReference), at(500, TimingsReference))
 
