@@ -7,7 +7,8 @@
 //   - staging.go writes what the hosts hold before they start (machines,
 //     provisioning.jwt, service accounts);
 //   - lifecycle.go brings the lab up in order and down again, and
-//     readiness.go waits for each service and for provisioning;
+//     readiness.go waits for each service; servers.go starts the servers
+//     a window at a time and waits until every one answers;
 //   - state.go publishes lab.json for the other commands, report.go prints
 //     from it, login.go answers choria login's prompts, bench.go measures
 //     bring-ups;
