@@ -54,7 +54,8 @@ func TestLabEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var progress strings.Builder
-	r, err := Up(ctx, Options{Dir: t.TempDir(), BinDirs: dirs, Servers: 10, Log: clilog.New(&progress, "choria-lab", slog.LevelInfo)})
+	// a window smaller than the fleet: the servers start in turn
+	r, err := Up(ctx, Options{Dir: t.TempDir(), BinDirs: dirs, Servers: 10, StartWindow: 4, Log: clilog.New(&progress, "choria-lab", slog.LevelInfo)})
 	require.NoError(t, err, progress.String())
 	downed := false
 	defer func() {
@@ -62,7 +63,14 @@ func TestLabEndToEnd(t *testing.T) {
 			r.Down()
 		}
 	}()
-	assert.Contains(t, progress.String(), "servers provisioned 10 of 10")
+	assert.Contains(t, progress.String(), "servers: 4 started, 0 provisioned, 0 answering of 10", "no more than the window start at once")
+	assert.NotRegexp(t, `servers: ([5-9]|10) started, \d+ provisioned, 0 answering`, progress.String(), "the fifth server waits for one to answer")
+	assert.Contains(t, progress.String(), "servers: 10 started, 10 provisioned, 10 answering of 10")
+	for _, s := range r.servers {
+		assert.Positive(t, s.answered, "%s: when it answered", s.host.Name)
+		assert.Positive(t, s.cpu, "%s: its CPU until it answered", s.host.Name)
+		assert.Less(t, s.cpu, 10.0, "%s: CPU seconds, not ticks", s.host.Name)
+	}
 	layout := r.Plan.Layout
 
 	st, err := ReadState(layout)
