@@ -194,9 +194,9 @@ func (r *Running) StreamViews(ctx context.Context, streams ...string) ([]StreamV
 	t := r.Plan.Topology
 	var views []StreamView
 	for _, b := range t.BrokerHosts() {
-		h, ok := r.net.Host(b.Name)
-		if !ok {
-			return nil, fmt.Errorf("host %s is missing from the network", b.Name)
+		h, err := r.netHost(b.Name)
+		if err != nil {
+			return nil, err
 		}
 		details, err := streamDetails(ctx, monitorClient(h.DialContext, t.Ports.BrokerStats))
 		if err != nil {
@@ -263,14 +263,14 @@ var systemStreams = []string{"CHORIA_EVENTS", "CHORIA_MACHINE", "CHORIA_STREAM_A
 func (r *Running) waitSystemStreams(ctx context.Context) error {
 	t := r.Plan.Topology
 	b := t.BrokerHosts()[0]
-	h, ok := r.net.Host(b.Name)
-	if !ok {
-		return fmt.Errorf("host %s is missing from the network", b.Name)
+	h, err := r.netHost(b.Name)
+	if err != nil {
+		return err
 	}
 	client := monitorClient(h.DialContext, t.Ports.BrokerStats)
 	missing := systemStreams
 	var last error
-	err := poll.Until(ctx, 500*time.Millisecond, func() (bool, error) {
+	err = poll.Until(ctx, 500*time.Millisecond, func() (bool, error) {
 		details, err := streamDetails(ctx, client)
 		if last = err; err != nil {
 			return false, nil // not serving its monitoring port yet

@@ -54,9 +54,9 @@ func (r *Running) WaitServing(ctx context.Context, host string) error {
 		if hp.Host.Name != host {
 			continue
 		}
-		h, ok := r.net.Host(host)
-		if !ok {
-			return fmt.Errorf("host %s is missing from the network", host)
+		h, err := r.netHost(host)
+		if err != nil {
+			return err
 		}
 		for _, p := range hp.Processes {
 			if p.Ready == "" {

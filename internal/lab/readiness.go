@@ -10,8 +10,23 @@ import (
 
 	"github.com/reproducible-choria/deployment/internal/netlab"
 	"github.com/reproducible-choria/deployment/internal/poll"
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 	"github.com/reproducible-choria/deployment/topology"
 )
+
+// netHost is a host of the running lab's network.
+func (r *Running) netHost(name string) (*netlab.Host, error) {
+	h, ok := r.net.Host(name)
+	if !ok {
+		return nil, fmt.Errorf("host %s is missing from the network", name)
+	}
+	return h, nil
+}
+
+// startProcess puts one of a host's processes under supervision.
+func (r *Running) startProcess(h *netlab.Host, host string, p Process) (*supervisor.Supervised, error) {
+	return r.supervisor.Start(h, p.program(r.Plan.Layout, host, r.Plan.Env, r.progs.Setpriv))
+}
 
 // startRole starts every process of the role's hosts and waits until they serve.
 func (r *Running) startRole(ctx context.Context, role string) error {
@@ -21,12 +36,12 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 		if hp.Host.Role != role {
 			continue
 		}
-		h, ok := r.net.Host(hp.Host.Name)
-		if !ok {
-			return fmt.Errorf("host %s is missing from the network", hp.Host.Name)
+		h, err := r.netHost(hp.Host.Name)
+		if err != nil {
+			return err
 		}
 		for _, p := range hp.Processes {
-			sp, err := r.supervisor.Start(h, p.program(r.Plan.Layout, hp.Host.Name, r.Plan.Env, r.progs.Setpriv))
+			sp, err := r.startProcess(h, hp.Host.Name, p)
 			if err != nil {
 				return err
 			}
@@ -88,9 +103,9 @@ func (r *Running) makeTargetStream(ctx context.Context) error {
 		if hp.Host.Role != topology.RoleNATS {
 			continue
 		}
-		h, ok := r.net.Host(hp.Host.Name)
-		if !ok {
-			return fmt.Errorf("host %s is missing from the network", hp.Host.Name)
+		h, err := r.netHost(hp.Host.Name)
+		if err != nil {
+			return err
 		}
 		p := Process{Name: "nats-target-stream", Argv: append([]string{r.progs.NATS}, args...), Account: hp.Account}
 		argv := p.commandLine(r.progs.Setpriv)

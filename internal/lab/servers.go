@@ -40,7 +40,7 @@ func (p serverProgress) String() string {
 }
 
 // bringUpServers starts the servers in order, at most window of them (all
-// at once when window is 0) between their first start and answering, and
+// at once when window is not positive) between their first start and answering, and
 // returns once every one is provisioned and connected with its
 // provisioned identity, as its status file says. Phases.Provisioned and
 // Phases.Answering are set on the way.
@@ -89,12 +89,12 @@ func (r *Running) bringUpServers(ctx context.Context, start time.Time, window in
 
 // startServer starts every process of a server's host.
 func (r *Running) startServer(s *serverRun) error {
-	h, ok := r.net.Host(s.host.Name)
-	if !ok {
-		return fmt.Errorf("host %s is missing from the network", s.host.Name)
+	h, err := r.netHost(s.host.Name)
+	if err != nil {
+		return err
 	}
 	for _, p := range s.plan.Processes {
-		sp, err := r.supervisor.Start(h, p.program(r.Plan.Layout, s.host.Name, r.Plan.Env, r.progs.Setpriv))
+		sp, err := r.startProcess(h, s.host.Name, p)
 		if err != nil {
 			return err
 		}
