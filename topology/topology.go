@@ -201,9 +201,14 @@ type Timings struct {
 	PluginsInterval       duration.Duration `json:"plugins_interval"`
 	PluginsManageInterval duration.Duration `json:"plugins_manage_interval"`
 	PluginsPollInterval   duration.Duration `json:"plugins_poll_interval"`
-	ScoutCheckInterval    duration.Duration `json:"scout_check_interval"`
-	ProvisionerInterval   duration.Duration `json:"provisioner_interval"`
-	ReplicatorHeartbeat   duration.Duration `json:"replicator_heartbeat"`
+	// PluginsCheckInterval is how often a server's plugin manager acts on
+	// the specification it polled (installs, removes, checks autonomous
+	// agents), at least 10s: a deployment lands within poll plus check
+	// interval.
+	PluginsCheckInterval duration.Duration `json:"plugins_check_interval"`
+	ScoutCheckInterval   duration.Duration `json:"scout_check_interval"`
+	ProvisionerInterval  duration.Duration `json:"provisioner_interval"`
+	ReplicatorHeartbeat  duration.Duration `json:"replicator_heartbeat"`
 	// PerServer makes intervals grow with the fleet: each is at least
 	// PerServer's value times the servers.count, rounded up to a whole
 	// second, so the fleet's load on the broker, the provisioner and the
@@ -218,19 +223,31 @@ func (tm Timings) forFleet(n int) Timings {
 	if per == nil {
 		return tm
 	}
-	for i, f := range tm.fields() {
-		grown := time.Duration(n) * per.fields()[i].Duration
-		if grown > f.Duration {
-			f.Duration = (grown + time.Second - 1).Truncate(time.Second)
+	perFields := per.Intervals()
+	for i, f := range tm.Intervals() {
+		grown := time.Duration(n) * perFields[i].Duration.Duration
+		if grown > f.Duration.Duration {
+			f.Duration.Duration = (grown + time.Second - 1).Truncate(time.Second)
 		}
 	}
 	return tm
 }
 
-// fields are the intervals, in declaration order.
-func (tm *Timings) fields() []*duration.Duration {
-	return []*duration.Duration{&tm.RegistrationInterval, &tm.StatusInterval, &tm.FactsInterval, &tm.PluginsInterval,
-		&tm.PluginsManageInterval, &tm.PluginsPollInterval, &tm.ScoutCheckInterval, &tm.ProvisionerInterval, &tm.ReplicatorHeartbeat}
+// Interval is one interval of a timing profile, named by its JSON key.
+type Interval struct {
+	Name     string
+	Duration *duration.Duration
+}
+
+// Intervals are the profile's intervals, in declaration order.
+func (tm *Timings) Intervals() []Interval {
+	return []Interval{
+		{"registration_interval", &tm.RegistrationInterval}, {"status_interval", &tm.StatusInterval},
+		{"facts_interval", &tm.FactsInterval}, {"plugins_interval", &tm.PluginsInterval},
+		{"plugins_manage_interval", &tm.PluginsManageInterval}, {"plugins_poll_interval", &tm.PluginsPollInterval},
+		{"plugins_check_interval", &tm.PluginsCheckInterval}, {"scout_check_interval", &tm.ScoutCheckInterval},
+		{"provisioner_interval", &tm.ProvisionerInterval}, {"replicator_heartbeat", &tm.ReplicatorHeartbeat},
+	}
 }
 
 // Default returns the repository's topology.
@@ -462,9 +479,19 @@ func (t *Topology) Validate() error {
 		if !ok {
 			return fmt.Errorf("timings profile %q is missing", p)
 		}
+		for _, iv := range tm.Intervals() {
+			if iv.Duration.Duration <= 0 {
+				return fmt.Errorf("timings.%s.%s must be longer than 0", p, iv.Name)
+			}
+		}
 		if tm.ProvisionerInterval.Duration < time.Minute {
 			// choria-provisioner refuses anything shorter
 			return fmt.Errorf("timings.%s.provisioner_interval must be at least 1m", p)
+		}
+		if tm.PluginsCheckInterval.Duration < 10*time.Second {
+			// it is also the managed machines' archive watchers' interval,
+			// which go-choria refuses below 10s
+			return fmt.Errorf("timings.%s.plugins_check_interval must be at least 10s", p)
 		}
 		if tm.PerServer != nil && tm.PerServer.PerServer != nil {
 			return fmt.Errorf("timings.%s.per_server cannot hold a per_server of its own", p)

@@ -195,6 +195,7 @@ func (s *state) serverSettings() (*conf, error) {
 	c.set("plugin.machines.bucket", t.Streams.PluginsBucket)
 	c.set("plugin.machines.key", t.Streams.PluginsKey)
 	c.set("plugin.machines.poll_interval", tm.PluginsPollInterval.String())
+	c.set("plugin.machines.check_interval", tm.PluginsCheckInterval.String())
 	return &c, nil
 }
 

@@ -37,7 +37,10 @@ in (import ./nix/topology.nix { inherit lib; } (topo // { servers = topo.servers
 	}
 }
 
-func durations(tm topology.Timings) []time.Duration {
-	return []time.Duration{tm.RegistrationInterval.Duration, tm.StatusInterval.Duration, tm.FactsInterval.Duration, tm.PluginsInterval.Duration,
-		tm.PluginsManageInterval.Duration, tm.PluginsPollInterval.Duration, tm.ScoutCheckInterval.Duration, tm.ProvisionerInterval.Duration, tm.ReplicatorHeartbeat.Duration}
+func durations(tm topology.Timings) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, iv := range tm.Intervals() {
+		out[iv.Name] = iv.Duration.Duration
+	}
+	return out
 }
