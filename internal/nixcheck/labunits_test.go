@@ -2,11 +2,13 @@ package nixcheck
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kballard/go-shellquote"
 	"github.com/stretchr/testify/assert"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/reproducible-choria/deployment/agents/requests"
 	"github.com/reproducible-choria/deployment/internal/lab"
+	"github.com/reproducible-choria/deployment/internal/supervisor"
 	"github.com/reproducible-choria/deployment/topology"
 )
 
@@ -56,7 +59,13 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 					ExecStart   string `json:"ExecStart"`
 					User        string `json:"User"`
 					DynamicUser bool   `json:"DynamicUser"`
+					// numbers are seconds to systemd; ours are strings
+					RestartSec         any `json:"RestartSec"`
+					RestartMaxDelaySec any `json:"RestartMaxDelaySec"`
 				} `json:"serviceConfig"`
+				UnitConfig struct {
+					StartLimitIntervalSec *int `json:"StartLimitIntervalSec"`
+				} `json:"unitConfig"`
 			} `json:"services"`
 		} `json:"systemd"`
 		Services struct {
@@ -134,6 +143,17 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 			labUser = proc.Account.Name
 		}
 		assert.Equal(t, user, labUser, "%s: user", hp.Host.Name)
+
+		// restarted after a crash as the lab's supervisor restarts it
+		first, err := time.ParseDuration(fmt.Sprint(svc.ServiceConfig.RestartSec))
+		require.NoError(t, err, "%s: RestartSec", unit)
+		last, err := time.ParseDuration(fmt.Sprint(svc.ServiceConfig.RestartMaxDelaySec))
+		require.NoError(t, err, "%s: RestartMaxDelaySec", unit)
+		assert.Equal(t, supervisor.MinBackoff, first, "%s: first restart delay", unit)
+		assert.Equal(t, supervisor.MaxBackoff, last, "%s: longest restart delay", unit)
+		if assert.NotNil(t, svc.UnitConfig.StartLimitIntervalSec, "%s: StartLimitIntervalSec", unit) {
+			assert.Zero(t, *svc.UnitConfig.StartLimitIntervalSec, "%s: never left down by a start limit, as in the lab", unit)
+		}
 		checked++
 	}
 	assert.Equal(t, 7, checked, "broker, nats, plugins, provisioner, aaa, replicator and a server")

@@ -23,10 +23,11 @@ import (
 	"github.com/reproducible-choria/deployment/internal/poll"
 )
 
-// Backoff bounds for restarting a process that died.
+// Backoff bounds for restarting a process that died; the NixOS units
+// restart alike (restartPolicy in nix/modules/lib.nix).
 const (
-	minBackoff = 250 * time.Millisecond
-	maxBackoff = 30 * time.Second
+	MinBackoff = 250 * time.Millisecond
+	MaxBackoff = 30 * time.Second
 	// a process that ran this long is healthy again: its next death restarts at once
 	stableAfter = time.Minute
 	stopGrace   = 5 * time.Second
@@ -164,7 +165,7 @@ func (s *Supervisor) isStopping() bool {
 
 func (s *Supervisor) watch(host Host, sp *Supervised) {
 	defer s.wg.Done()
-	backoff := minBackoff
+	backoff := MinBackoff
 	for {
 		sp.mu.Lock()
 		cmd := sp.cmd
@@ -193,7 +194,7 @@ func (s *Supervisor) watch(host Host, sp *Supervised) {
 			status = err.Error()
 		}
 		if time.Since(started) > stableAfter {
-			backoff = minBackoff
+			backoff = MinBackoff
 		}
 		sp.mu.Lock()
 		sp.restarts++
@@ -218,7 +219,7 @@ func (s *Supervisor) watch(host Host, sp *Supervised) {
 			if !s.sleep(backoff) {
 				return
 			}
-			backoff = min(max(backoff*2, minBackoff), maxBackoff)
+			backoff = min(max(backoff*2, MinBackoff), MaxBackoff)
 			err := s.launch(host, sp)
 			if err == nil {
 				break

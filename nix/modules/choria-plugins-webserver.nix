@@ -57,8 +57,9 @@ in
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
+      inherit (common.restartPolicy) unitConfig;
 
-      serviceConfig = common.hardening // {
+      serviceConfig = common.hardening // common.restartPolicy.serviceConfig // {
         ExecStart = lib.escapeShellArgs [
           (lib.getExe' cfg.package "choria-plugins-server")
           "--root"
@@ -66,9 +67,6 @@ in
           "--listen"
           "${cfg.listenAddress}:${toString cfg.port}"
         ];
-        Restart = "on-failure";
-        # systemd's default 100 ms reaches its start limit in half a second
-        RestartSec = "5s";
         DynamicUser = true;
         # the name the namespace lab's plugins host uses too
         User = "choria-plugins";

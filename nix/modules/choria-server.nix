@@ -137,8 +137,9 @@ in
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
       path = cfg.extraPackages;
+      inherit (common.restartPolicy) unitConfig;
 
-      serviceConfig = {
+      serviceConfig = common.restartPolicy.serviceConfig // {
         ExecStartPre =
           lib.optional (cfg.provisioning.enable && cfg.provisioning.tokenFile != null) installToken
           ++ lib.optional (!cfg.provisioning.enable && cfg.configFile == null) renderConfig;
@@ -146,7 +147,6 @@ in
         # own argv[0].
         ExecStart = "${lib.getExe cfg.package} server run --config ${configPath}";
         Restart = "always";
-        RestartSec = 5;
         StateDirectory = "choria";
         RuntimeDirectory = "choria-server";
         RuntimeDirectoryMode = "0700";

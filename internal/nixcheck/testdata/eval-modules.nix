@@ -421,6 +421,10 @@ let
                   type = types.lines;
                   default = "";
                 };
+                unitConfig = lib.mkOption {
+                  type = types.attrsOf unitOption;
+                  default = { };
+                };
                 serviceConfig = lib.mkOption {
                   type = types.addCheck (types.attrsOf unitOption) checkService;
                   default = { };
