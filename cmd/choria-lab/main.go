@@ -73,6 +73,7 @@ func main() {
 	benchWindow := bench.Flag("start-window", "Servers between their first start and answering at once (0: all at once)").Default(strconv.Itoa(lab.DefaultStartWindow())).Int()
 	benchSettle := bench.Flag("settle", "How long the answering fleet is left alone before its idle CPU is measured (its first plugin deployment, facts and registration)").Default("60s").Duration()
 	benchIdle := bench.Flag("idle", "How long to watch the answering fleet for its idle CPU (0: not measured)").Default("30s").Duration()
+	benchTimeout := bench.Flag("timeout", "Give up on a lab that is not up within this time (default: 3m plus 0.6s a server)").PlaceHolder("DURATION").Duration()
 	benchJSON := bench.Flag("json", "Also write every figure as JSON to FILE").PlaceHolder("FILE").String()
 	benchPlot := bench.Flag("plot", "Also draw time to provisioned and to answering against servers into FILE (.svg or .png)").PlaceHolder("FILE").String()
 
@@ -121,7 +122,7 @@ func main() {
 	case logs.FullCommand():
 		err = lab.WriteLogs(os.Stdout, layout, *logsHost, *follow, ctx.Done())
 	case bench.FullCommand():
-		err = runBench(ctx, lab.BenchOptions{Lab: lab.Options{Dir: *dir, Brokers: *benchBrokers, BinDirs: *benchBinDirs, StartWindow: startWindow(*benchWindow), Log: log}, Counts: *benchServers, Settle: *benchSettle, Idle: *benchIdle}, *benchJSON, *benchPlot)
+		err = runBench(ctx, lab.BenchOptions{Lab: lab.Options{Dir: *dir, Brokers: *benchBrokers, BinDirs: *benchBinDirs, StartWindow: startWindow(*benchWindow), Timeout: *benchTimeout, Log: log}, Counts: *benchServers, Settle: *benchSettle, Idle: *benchIdle}, *benchJSON, *benchPlot)
 	case walk.FullCommand():
 		_, err = walkthrough.RunLab(ctx, walkthrough.LabOptions{Layout: layout, Report: *walkReport, Continue: *walkContinue, Only: *walkOnly, Out: os.Stdout})
 	case buildUp.FullCommand():

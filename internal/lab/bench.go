@@ -68,6 +68,10 @@ type BenchResult struct {
 	IdleCPUPerServer float64 `json:"idle_core_share_per_server"`
 	IdleWindow       float64 `json:"idle_window_s"`
 	SettleWindow     float64 `json:"settle_s"`
+	// BrokerRecovery is the seconds from the first broker's kill -9 (the
+	// supervisor restarting it at once, as systemd's Restart= does) to
+	// every server answering choria ping again; measured last.
+	BrokerRecovery float64 `json:"broker_kill_to_answering_s"`
 	// PSS is the proportional set size of each role's process; for
 	// servers the mean of one server and its host's anchor.
 	PSS map[string]uint64 `json:"pss_kib"`
@@ -147,7 +151,32 @@ func benchOne(ctx context.Context, o Options, n int, settle, idle time.Duration)
 	}
 
 	res.PSS, res.PeakRSS = memory(procs, hosts, r.Plan.Topology.ServerName(1))
+	if res.BrokerRecovery, err = brokerRecovery(ctx, r, st, n); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// brokerRecovery kills the first broker as a crash would and returns the
+// seconds until every server answers choria ping again. The pings start
+// once the broker serves again: one started while it is down waits on the
+// client's own connection back-off, which is not the fleet's recovery.
+func brokerRecovery(ctx context.Context, r *Running, st *State, n int) (float64, error) {
+	broker := r.Plan.Topology.BrokerHosts()[0].Name
+	killed := time.Now()
+	if err := r.Kill(broker, "broker", false); err != nil {
+		return 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := r.WaitServing(wctx, broker)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("after kill -9 of the broker: %w", err)
+	}
+	if err := waitPing(ctx, st, n, 2*time.Minute); err != nil {
+		return 0, fmt.Errorf("after kill -9 of the broker: %w", err)
+	}
+	return time.Since(killed).Seconds(), nil
 }
 
 func hostsByName(st *State) map[string]HostState {
@@ -271,11 +300,11 @@ func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error 
 // WriteBench prints the results as a table.
 func WriteBench(w io.Writer, results []BenchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "servers\tbroker ready s\tall provisioned s\tup s\tall answer ping s\tprovisioned/min\tCPU-s/server\tfleet CPU-s/server\tidle CPU/server (%)\tbroker MiB\tprovisioner MiB\tserver PSS MiB\tsupervisor MiB\t")
+	fmt.Fprintln(tw, "servers\tbroker ready s\tall provisioned s\tup s\tall answer ping s\tprovisioned/min\tCPU-s/server\tfleet CPU-s/server\tidle CPU/server (%)\tbroker kill to answering s\tbroker MiB\tprovisioner MiB\tserver PSS MiB\tsupervisor MiB\t")
 	mib := func(kib uint64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.3f\t%s\t%s\t%s\t%s\t\n", r.Servers,
-			r.Broker, r.Provisioned, r.Up, r.Ping, r.PerMinute, r.CPUPerServer, r.FleetCPUPerServer, 100*r.IdleCPUPerServer,
+		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t\n", r.Servers,
+			r.Broker, r.Provisioned, r.Up, r.Ping, r.PerMinute, r.CPUPerServer, r.FleetCPUPerServer, 100*r.IdleCPUPerServer, r.BrokerRecovery,
 			mib(r.PeakRSS[topology.RoleBroker]), mib(r.PeakRSS[topology.RoleProvisioner]), mib(r.PSS[topology.RoleServer]), mib(r.PeakRSS["supervisor"]))
 	}
 	tw.Flush()

@@ -13,7 +13,7 @@ import (
 )
 
 var sampleResults = []BenchResult{
-	{Servers: 50, Provisioned: 6.7, Ping: 11.3, CPUPerServer: 0.6, FleetCPUPerServer: 1.2, IdleCPUPerServer: 0.001, PSS: map[string]uint64{"server": 17 * 1024}, PeakRSS: map[string]uint64{"broker": 70 * 1024}},
+	{Servers: 50, Provisioned: 6.7, Ping: 11.3, CPUPerServer: 0.6, FleetCPUPerServer: 1.2, IdleCPUPerServer: 0.001, BrokerRecovery: 2.9, PSS: map[string]uint64{"server": 17 * 1024}, PeakRSS: map[string]uint64{"broker": 70 * 1024}},
 	{Servers: 10, Provisioned: 2.5, Ping: 7.0, CPUPerServer: 0.7, PeakRSS: map[string]uint64{}},
 }
 
@@ -27,6 +27,7 @@ func TestBenchJSONHasEveryFigureInOrder(t *testing.T) {
 	assert.EqualValues(t, 11.3, back[1]["all_answer_ping_s"])
 	assert.EqualValues(t, 0.6, back[1]["cpu_s_per_server"])
 	assert.EqualValues(t, 1.2, back[1]["fleet_cpu_s_per_server"])
+	assert.EqualValues(t, 2.9, back[1]["broker_kill_to_answering_s"])
 	assert.EqualValues(t, 17*1024, back[1]["pss_kib"].(map[string]any)["server"])
 }
 
@@ -36,7 +37,7 @@ func TestBenchTable(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	require.Len(t, lines, 3)
 	assert.Contains(t, lines[0], "CPU-s/server  fleet CPU-s/server")
-	assert.Regexp(t, `^\s*50\s.*\s11\.3\s.*\s0\.60\s+1\.20\s+0\.100\s+70\.0\s+0\.0\s+17\.0\s`, lines[1])
+	assert.Regexp(t, `^\s*50\s.*\s11\.3\s.*\s0\.60\s+1\.20\s+0\.100\s+2\.9\s+70\.0\s+0\.0\s+17\.0\s`, lines[1])
 }
 
 func TestBenchPlot(t *testing.T) {

@@ -159,6 +159,17 @@ func TestLabEndToEnd(t *testing.T) {
 		assert.NotEmpty(t, logs)
 	})
 
+	t.Run("the fleet answers again after kill -9 of the broker", func(t *testing.T) {
+		before, err := r.supervisor.Find("broker", "broker")
+		require.NoError(t, err)
+		pid := before.PID()
+		took, err := brokerRecovery(ctx, r, st, 10)
+		require.NoError(t, err)
+		assert.NotEqual(t, pid, before.PID(), "a new broker process")
+		assert.Positive(t, took)
+		t.Logf("every server answered %.1fs after kill -9 of the broker", took)
+	})
+
 	t.Run("down leaves nothing behind", func(t *testing.T) {
 		st, err := ReadState(layout)
 		require.NoError(t, err)
