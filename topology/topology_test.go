@@ -169,7 +169,7 @@ func TestValidationErrors(t *testing.T) {
       "replicator_heartbeat": "5s"`, `"provisioner_interval": "30s",
       "replicator_heartbeat": "5s"`, `provisioner_interval must be at least 1m`},
 		{"short plugins check interval", `"plugins_check_interval": "10s"`, `"plugins_check_interval": "5s"`, `timings.lab.plugins_check_interval must be at least 10s`},
-		{"missing interval", `"registration_interval": "3s",`, ``, `timings.lab.registration_interval must be longer than 0`},
+		{"missing interval", `"registration_interval": "10s",`, ``, `timings.lab.registration_interval must be longer than 0`},
 		{"bad duration", `"user_login": "1h"`, `"user_login": "an hour"`, `invalid duration`},
 		{"relative path", `"/etc/aaasvc"`, `"etc/aaasvc"`, `must be absolute`},
 		{"relative server path", `"facts_file": "/etc/choria/facts.json"`, `"facts_file": "facts.json"`, `server_paths.facts_file "facts.json" must be a clean absolute path`},
@@ -260,7 +260,7 @@ func TestTimingsGrowWithTheFleet(t *testing.T) {
 		return tm
 	}
 	small := at(10, TimingsLab)
-	assert.Equal(t, 3*time.Second, small.RegistrationInterval.Duration, "a small fleet keeps the base intervals")
+	assert.Equal(t, 10*time.Second, small.RegistrationInterval.Duration, "a small fleet keeps the base intervals")
 	assert.Equal(t, 10*time.Second, small.PluginsCheckInterval.Duration)
 	assert.Equal(t, 5*time.Second, small.StatusInterval.Duration)
 	assert.Equal(t, time.Minute, small.ProvisionerInterval.Duration)
