@@ -68,6 +68,9 @@ type BenchResult struct {
 	IdleCPUPerServer float64 `json:"idle_core_share_per_server"`
 	IdleWindow       float64 `json:"idle_window_s"`
 	SettleWindow     float64 `json:"settle_s"`
+	// Error says why a lab that came up was not measured to the end; the
+	// figures after the failure are 0.
+	Error string `json:"error,omitempty"`
 	// BrokerRecovery is the seconds from the first broker's kill -9 (the
 	// supervisor restarting it at once, as systemd's Restart= does) to
 	// every server answering choria ping again; measured last.
@@ -91,9 +94,18 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		}
 		res, err := benchOne(ctx, lo, n, o.Settle, o.Idle)
 		if err != nil {
-			return results, fmt.Errorf("benchmark with %d servers: %w", n, err)
+			err = fmt.Errorf("benchmark with %d servers: %w", n, err)
 		}
-		results = append(results, *res)
+		if res != nil {
+			// a lab that came up keeps what was measured before the failure
+			if err != nil {
+				res.Error = err.Error()
+			}
+			results = append(results, *res)
+		}
+		if err != nil {
+			return results, err
+		}
 	}
 	return results, nil
 }
@@ -113,16 +125,16 @@ func benchOne(ctx context.Context, o Options, n int, settle, idle time.Duration)
 	st := r.State()
 	pw, err := r.Plan.Layout.Credentials().UserPassword("choria")
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err = Login(lctx, st, "client", "choria", pw)
 	cancel()
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	if err := waitPing(ctx, st, n, 2*time.Minute); err != nil {
-		return nil, err
+		return res, err
 	}
 	res.Ping = time.Since(start).Seconds()
 	if provisioning := ph.Provisioned - ph.Services; provisioning > 0 {
@@ -140,12 +152,12 @@ func benchOne(ctx context.Context, o Options, n int, settle, idle time.Duration)
 
 	if idle > 0 {
 		if err := poll.Sleep(ctx, settle); err != nil {
-			return nil, err
+			return res, err
 		}
 		res.SettleWindow = settle.Seconds()
 		before := cpuByRole(procs, hosts)[topology.RoleServer]
 		if err := poll.Sleep(ctx, idle); err != nil {
-			return nil, err
+			return res, err
 		}
 		after := cpuByRole(procs, hosts)[topology.RoleServer]
 		res.IdleWindow = idle.Seconds()
@@ -154,7 +166,7 @@ func benchOne(ctx context.Context, o Options, n int, settle, idle time.Duration)
 
 	res.PSS, res.PeakRSS = memory(procs, hosts, r.Plan.Topology.ServerName(1))
 	if res.BrokerRecovery, err = brokerRecovery(ctx, r, st, n); err != nil {
-		return nil, err
+		return res, err
 	}
 	return res, nil
 }

@@ -58,3 +58,19 @@ func TestBenchPlot(t *testing.T) {
 	assert.ErrorContains(t, WriteBenchPlot(filepath.Join(dir, "bench.pdf"), sampleResults), "must end in .svg or .png")
 	assert.ErrorContains(t, WriteBenchPlot(svg, nil), "no results")
 }
+
+// A lab that came up but failed a later measurement is still drawn, by the
+// figures it has: its time to provisioned, not a ping time of 0.
+func TestBenchPlotLeavesOutUnmeasuredFigures(t *testing.T) {
+	svg := filepath.Join(t.TempDir(), "bench.svg")
+	failed := BenchResult{Servers: 500, Provisioned: 580, Error: "no single ping reached all 500"}
+	require.NoError(t, WriteBenchPlot(svg, []BenchResult{failed}))
+	b, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "all provisioned")
+	assert.NotContains(t, string(b), "all answer choria ping", "no ping was measured")
+
+	var j bytes.Buffer
+	require.NoError(t, WriteBenchJSON(&j, []BenchResult{failed}))
+	assert.Contains(t, j.String(), `"error": "no single ping reached all 500"`)
+}

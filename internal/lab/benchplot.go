@@ -24,12 +24,27 @@ func WriteBenchPlot(path string, results []BenchResult) error {
 	}
 	sorted := slices.Clone(results)
 	slices.SortFunc(sorted, func(a, b BenchResult) int { return a.Servers - b.Servers })
+	// a figure of 0 was not measured (the lab failed before it)
 	series := func(f func(BenchResult) float64) plotter.XYs {
-		xys := make(plotter.XYs, len(sorted))
-		for i, r := range sorted {
-			xys[i] = plotter.XY{X: float64(r.Servers), Y: f(r)}
+		var xys plotter.XYs
+		for _, r := range sorted {
+			if y := f(r); y > 0 {
+				xys = append(xys, plotter.XY{X: float64(r.Servers), Y: y})
+			}
 		}
 		return xys
+	}
+	var lines []any
+	for _, l := range []struct {
+		name string
+		f    func(BenchResult) float64
+	}{
+		{"all provisioned", func(r BenchResult) float64 { return r.Provisioned }},
+		{"all answer choria ping", func(r BenchResult) float64 { return r.Ping }},
+	} {
+		if xys := series(l.f); len(xys) > 0 {
+			lines = append(lines, l.name, xys)
+		}
 	}
 
 	p := plot.New()
@@ -38,10 +53,7 @@ func WriteBenchPlot(path string, results []BenchResult) error {
 	p.Y.Label.Text = "seconds from the start of choria-lab up"
 	p.X.Min, p.Y.Min = 0, 0
 	p.Add(plotter.NewGrid())
-	if err := plotutil.AddLinePoints(p,
-		"all provisioned", series(func(r BenchResult) float64 { return r.Provisioned }),
-		"all answer choria ping", series(func(r BenchResult) float64 { return r.Ping }),
-	); err != nil {
+	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	p.Legend.Top, p.Legend.Left = true, true
