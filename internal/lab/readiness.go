@@ -23,9 +23,22 @@ func (r *Running) netHost(name string) (*netlab.Host, error) {
 	return h, nil
 }
 
-// startProcess puts one of a host's processes under supervision.
-func (r *Running) startProcess(h *netlab.Host, host string, p Process) (*supervisor.Supervised, error) {
-	return r.supervisor.Start(h, p.program(r.Plan.Layout, host, r.Plan.Env, r.progs.Setpriv))
+// startHost puts every process of a host under supervision; the processes
+// it returns are hp.Processes', in order.
+func (r *Running) startHost(hp HostPlan) (*netlab.Host, []*supervisor.Supervised, error) {
+	h, err := r.netHost(hp.Host.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	procs := make([]*supervisor.Supervised, 0, len(hp.Processes))
+	for _, p := range hp.Processes {
+		sp, err := r.supervisor.Start(h, p.program(r.Plan.Layout, hp.Host.Name, r.Plan.Env, r.progs.Setpriv))
+		if err != nil {
+			return nil, nil, err
+		}
+		procs = append(procs, sp)
+	}
+	return h, procs, nil
 }
 
 // startRole starts every process of the role's hosts and waits until they serve.
@@ -36,18 +49,15 @@ func (r *Running) startRole(ctx context.Context, role string) error {
 		if hp.Host.Role != role {
 			continue
 		}
-		h, err := r.netHost(hp.Host.Name)
+		h, procs, err := r.startHost(hp)
 		if err != nil {
 			return err
 		}
-		for _, p := range hp.Processes {
-			sp, err := r.startProcess(h, hp.Host.Name, p)
-			if err != nil {
-				return err
-			}
+		for i, p := range hp.Processes {
 			if p.Ready == "" {
 				continue
 			}
+			sp := procs[i]
 			wg.Add(1)
 			go func(p Process) {
 				defer wg.Done()

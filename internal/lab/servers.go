@@ -66,9 +66,12 @@ func (r *Running) bringUpServers(ctx context.Context, start time.Time, window in
 			}
 		}
 		for p.started < p.total && (window <= 0 || p.started-p.answering < window) {
-			if err := r.startServer(r.servers[p.started]); err != nil {
+			s := r.servers[p.started]
+			_, procs, err := r.startHost(s.plan)
+			if err != nil {
 				return false, err
 			}
+			s.procs = procs
 			p.started++
 		}
 		if p.provisioned == p.total && r.Phases.Provisioned == 0 {
@@ -84,22 +87,6 @@ func (r *Running) bringUpServers(ctx context.Context, start time.Time, window in
 		return r.serversError(p, err)
 	}
 	r.Phases.Answering = time.Since(start)
-	return nil
-}
-
-// startServer starts every process of a server's host.
-func (r *Running) startServer(s *serverRun) error {
-	h, err := r.netHost(s.host.Name)
-	if err != nil {
-		return err
-	}
-	for _, p := range s.plan.Processes {
-		sp, err := r.startProcess(h, s.host.Name, p)
-		if err != nil {
-			return err
-		}
-		s.procs = append(s.procs, sp)
-	}
 	return nil
 }
 
