@@ -2,9 +2,12 @@ package topology
 
 import (
 	"encoding/json"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -244,6 +247,28 @@ func TestLoad(t *testing.T) {
 	assert.Equal(t, 10, topo.Servers.Count, "the built-in topology")
 	_, err = LoadOrDefault(filepath.Join(t.TempDir(), "missing.json"))
 	assert.ErrorContains(t, err, "missing.json")
+}
+
+// Intervals names each interval by its JSON key, and lists them all: the
+// keys validation errors name, and the ones per_server grows.
+func TestIntervalsAreTheJSONKeys(t *testing.T) {
+	var tm Timings
+	b, err := json.Marshal(tm)
+	require.NoError(t, err)
+	var keys map[string]any
+	require.NoError(t, json.Unmarshal(b, &keys))
+	var names []string
+	for i, iv := range tm.Intervals() {
+		names = append(names, iv.Name)
+		iv.Duration.Duration = time.Duration(i+1) * time.Second
+	}
+	assert.ElementsMatch(t, names, slices.Collect(maps.Keys(keys)))
+	b, err = json.Marshal(tm)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &keys))
+	for i, name := range names {
+		assert.Equal(t, strconv.Itoa(i+1)+"s", keys[name], "%s points at its own field", name)
+	}
 }
 
 // The lab's intervals grow with the fleet; the reference's do not.
