@@ -144,7 +144,11 @@ let
             ]
           else
             [ "USER=${userName}" ]
-        );
+        )
+        # the role's Go runtime settings, as its NixOS unit and the
+        # namespace lab's process get them (setup is no role of the
+        # topology)
+        ++ lib.mapAttrsToList (name: value: "${name}=${value}") (roles.${role}.go_runtime or { });
       }
       // config;
     };

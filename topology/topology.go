@@ -108,6 +108,41 @@ type Role struct {
 	// User is the account the role's service runs as: the NixOS module's
 	// default user, which the namespace lab uses too.
 	User string `json:"user"`
+	// GoRuntime tunes the Go runtime of the role's service through its
+	// environment (GOGC, GOMEMLIMIT, GOMAXPROCS): the lab's process, the
+	// NixOS unit and the image get the same.
+	GoRuntime map[string]string `json:"go_runtime,omitempty"`
+}
+
+// GoRuntimeEnv is the role's Go runtime environment as NAME=value, sorted.
+func (r Role) GoRuntimeEnv() []string {
+	var env []string
+	for _, k := range slices.Sorted(maps.Keys(r.GoRuntime)) {
+		env = append(env, k+"="+r.GoRuntime[k])
+	}
+	return env
+}
+
+// goRuntimeValues are the variables go_runtime may set, each with the
+// syntax the Go runtime accepts for it: a bad value would be ignored or
+// stop the program at start, far from the topology that set it.
+var goRuntimeValues = map[string]*regexp.Regexp{
+	"GOGC":       regexp.MustCompile(`^(off|[0-9]+)$`),
+	"GOMEMLIMIT": regexp.MustCompile(`^(off|[0-9]+(B|KiB|MiB|GiB|TiB)?)$`),
+	"GOMAXPROCS": regexp.MustCompile(`^[1-9][0-9]*$`),
+}
+
+func validateGoRuntime(role string, env map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		re, ok := goRuntimeValues[k]
+		if !ok {
+			return fmt.Errorf("role %q: go_runtime.%s is not a Go runtime setting (known: %s)", role, k, strings.Join(slices.Sorted(maps.Keys(goRuntimeValues)), ", "))
+		}
+		if !re.MatchString(env[k]) {
+			return fmt.Errorf("role %q: go_runtime.%s %q is not a value Go accepts (%s)", role, k, env[k], re)
+		}
+	}
+	return nil
 }
 
 // ServerPaths are where a server keeps what its configuration names and
@@ -365,6 +400,9 @@ func (t *Topology) Validate() error {
 		}
 		if !userRE.MatchString(paths.User) {
 			return fmt.Errorf("role %q: user %q is not a user name (lower case, at most 31 characters)", r, paths.User)
+		}
+		if err := validateGoRuntime(r, paths.GoRuntime); err != nil {
+			return err
 		}
 	}
 	for name, p := range map[string]string{

@@ -212,6 +212,10 @@ func TestValidationErrors(t *testing.T) {
       {
         "name": "broker2",
         "addresses": { "nats": "198.18.6.11" }`, `brokers broker, broker2 share no network: a cluster's routes need one`},
+		{"unknown Go runtime setting", `"user": "nats" }`, `"user": "nats", "go_runtime": { "GOGC": "200", "GODEBUG": "x=1" } }`, `role "nats": go_runtime.GODEBUG is not a Go runtime setting (known: GOGC, GOMAXPROCS, GOMEMLIMIT)`},
+		{"bad GOMEMLIMIT", `"user": "nats" }`, `"user": "nats", "go_runtime": { "GOMEMLIMIT": "64MB" } }`, `role "nats": go_runtime.GOMEMLIMIT "64MB" is not a value Go accepts`},
+		{"bad GOGC", `"user": "nats" }`, `"user": "nats", "go_runtime": { "GOGC": "-1" } }`, `go_runtime.GOGC "-1"`},
+		{"no GOMAXPROCS", `"user": "nats" }`, `"user": "nats", "go_runtime": { "GOMAXPROCS": "0" } }`, `go_runtime.GOMAXPROCS "0"`},
 		{"more brokers than listed", `"count": 1,`, `"count": 4,`, `brokers.count 4: brokers.hosts lists only 3 brokers`},
 		{"more servers than addresses", `"count": 10`, `"count": 9999999999`, `servers.count 9999999999 does not fit network "choria.servers" (198.18.0.0/22) from 198.18.1.1: at most 766 servers`},
 	} {
@@ -223,6 +227,18 @@ func TestValidationErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), "test.json")
 		})
 	}
+}
+
+// TestGoRuntimeEnv: a role's Go runtime settings become its environment,
+// in a stable order, and values Go accepts pass validation.
+func TestGoRuntimeEnv(t *testing.T) {
+	base := string(DefaultJSON())
+	old := `"user": "nats" }`
+	require.Contains(t, base, old, "test setup: text to replace")
+	topo, err := Parse([]byte(strings.Replace(base, old, `"user": "nats", "go_runtime": { "GOMEMLIMIT": "96MiB", "GOGC": "off", "GOMAXPROCS": "1" } }`, 1)), "test.json")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"GOGC=off", "GOMAXPROCS=1", "GOMEMLIMIT=96MiB"}, topo.Roles[RoleNATS].GoRuntimeEnv())
+	assert.Empty(t, topo.Roles[RoleAAA].GoRuntimeEnv(), "a role without go_runtime keeps Go's defaults")
 }
 
 func TestLoad(t *testing.T) {

@@ -26,6 +26,9 @@ type Process struct {
 	// Capabilities are the only ones it keeps (as AmbientCapabilities and
 	// CapabilityBoundingSet of its unit), when it does not run as root.
 	Capabilities []string
+	// Env is added to the lab's environment: its role's Go runtime
+	// settings, which the NixOS unit and the image set too.
+	Env []string
 	// Ready is the TCP address dialled from inside the host to tell the
 	// program is serving; empty for programs whose readiness is checked
 	// otherwise (servers: their status file).
@@ -35,8 +38,9 @@ type Process struct {
 // program is what the supervisor runs for p on host: its command line
 // with its account's environment, logging to the host's process log.
 func (p Process) program(l Layout, host string, env []string, setpriv string) supervisor.Program {
+	env = slices.Concat(env, p.Env)
 	if p.Account != nil {
-		env = append(slices.Clone(env), p.Account.Env()...)
+		env = append(env, p.Account.Env()...)
 	}
 	return supervisor.Program{Name: p.Name, Argv: p.commandLine(setpriv), Env: env, Log: l.ProcessLog(host, p.Name)}
 }
@@ -218,6 +222,9 @@ func planHost(t *topology.Topology, o PlanOptions, h topology.Host, all []topolo
 		hp.Processes = []Process{{Name: "server", Argv: []string{pr.Choria, "server", "run", "--config", path.Join(role.ConfigDir, "server.conf")}}}
 	default:
 		return hp, fmt.Errorf("host %s has role %q the lab cannot run", h.Name, h.Role)
+	}
+	for i := range hp.Processes {
+		hp.Processes[i].Env = role.GoRuntimeEnv()
 	}
 	if acct := roleAccount(h.Role, role); acct != nil {
 		hp.Account = acct

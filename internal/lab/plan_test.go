@@ -179,8 +179,6 @@ func TestFindProgramsReportsEveryMissingOne(t *testing.T) {
 	assert.NotContains(t, msg, "nats-server")
 }
 
-// TestFindProgramsInTheBuildCache: upstream programs on neither --bin-dir
-// nor PATH are taken from the cache of `choria-lab build-upstream`.
 // TestPlanAccounts: every role runs as its topology user, which is its
 // NixOS module's, and owns its configuration and state; the server and
 // the client stay root, as in the modules.
@@ -211,6 +209,26 @@ func TestPlanAccounts(t *testing.T) {
 	assert.Nil(t, host(t, p, "server1").Account)
 }
 
+// TestPlanGoRuntime: a role's Go runtime settings reach its process's
+// environment, after the lab's and before its account's; other roles'
+// processes do not get them.
+func TestPlanGoRuntime(t *testing.T) {
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	role := topo.Roles[topology.RoleServer]
+	role.GoRuntime = map[string]string{"GOMEMLIMIT": "64MiB", "GOGC": "200"}
+	topo.Roles[topology.RoleServer] = role
+	p, err := NewPlan(PlanOptions{Topology: topo, Layout: Layout{Dir: "/lab"}, Programs: testPrograms()})
+	require.NoError(t, err)
+
+	server := host(t, p, "server1").Processes[0].program(p.Layout, "server1", []string{"PATH=/bin"}, "/usr/bin/setpriv")
+	assert.Equal(t, []string{"PATH=/bin", "GOGC=200", "GOMEMLIMIT=64MiB"}, server.Env)
+	broker := host(t, p, "broker").Processes[0].program(p.Layout, "broker", []string{"PATH=/bin"}, "/usr/bin/setpriv")
+	assert.Equal(t, append([]string{"PATH=/bin"}, host(t, p, "broker").Account.Env()...), broker.Env)
+}
+
+// TestFindProgramsInTheBuildCache: upstream programs on neither --bin-dir
+// nor PATH are taken from the cache of `choria-lab build-upstream`.
 func TestFindProgramsInTheBuildCache(t *testing.T) {
 	// not under /tmp, which FindPrograms refuses
 	base, err := os.MkdirTemp("/var/tmp", "find-programs-")

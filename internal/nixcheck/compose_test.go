@@ -305,6 +305,8 @@ func (f *composeFixture) checkImages(t *testing.T) {
 		assert.Equal(t, "choria-lab-"+role, img.Name)
 		assert.Contains(t, load, fmt.Sprintf("'CHORIA_LAB_TAG_%s=%s'", strings.ToUpper(role), img.ImageTag), "the loader does not write %s's tag", role)
 		assert.Regexp(t, `/nix/store/\S+-stream-`+regexp.QuoteMeta(img.Name)+` \| docker load`, load, "the loader does not load %s", role)
+		// the role's Go runtime, as its unit and the lab's process run it
+		assert.Equal(t, goRuntime(f.topo.Roles[role].GoRuntimeEnv()), goRuntime(img.Config.Env), "image %s: Go runtime", role)
 	}
 	for name, s := range f.c.Services {
 		m := imageRefRE.FindStringSubmatch(s.Image)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/reproducible-choria/deployment/internal/testenv"
 )
 
@@ -52,10 +54,10 @@ type standIn struct {
 	Files    map[string]string `json:"files"`
 }
 
-func evalImages(t *testing.T) *imageEval {
+func evalImages(t *testing.T, args ...string) *imageEval {
 	t.Helper()
-	out, err := nixEval(t, "internal/nixcheck/testdata/eval-images.nix",
-		"--arg", "nixpkgsLib", nixpkgsLib(t, "the images are not evaluated"), "--arg", "root", "./.")
+	out, err := nixEval(t, append([]string{"internal/nixcheck/testdata/eval-images.nix",
+		"--arg", "nixpkgsLib", nixpkgsLib(t, "the images are not evaluated"), "--arg", "root", "./."}, args...)...)
 	if err != nil {
 		t.Fatalf("evaluating nix/images.nix failed: %v", err)
 	}
@@ -372,4 +374,19 @@ func (r *imageRoot) passwdHome(uid string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: no user %s in /etc/passwd", r.role, uid)
+}
+
+// TestImagesGetTheGoRuntime: a topology that tunes a role's Go runtime
+// (the built-in one leaves Go's defaults) puts it in the role's image's
+// environment, and in no other image's.
+func TestImagesGetTheGoRuntime(t *testing.T) {
+	ev := evalImages(t, "--arg", "topologyOverride", `{ roles.server.go_runtime = { GOGC = "200"; GOMEMLIMIT = "64MiB"; }; }`)
+	for role, img := range ev.Images {
+		want := map[string]string{}
+		if role == "server" {
+			want = map[string]string{"GOGC": "200", "GOMEMLIMIT": "64MiB"}
+		}
+		assert.Equal(t, want, goRuntime(img.Config.Env), "image %s", role)
+	}
+	assert.Contains(t, ev.Images, "server")
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 				UnitConfig struct {
 					StartLimitIntervalSec *int `json:"StartLimitIntervalSec"`
 				} `json:"unitConfig"`
+				Environment map[string]*string `json:"environment"`
 			} `json:"services"`
 		} `json:"systemd"`
 		Services struct {
@@ -110,6 +112,7 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 			require.Len(t, hp.Processes, 1)
 			assert.Equal(t, []string{"-c", "/etc/nats/" + lab.NATSConfigFile}, hp.Processes[0].Argv[1:], "nixpkgs runs nats-server -c FILE")
 			assert.Equal(t, "nats", hp.Processes[0].Account.Name, "services.nats' user")
+			assert.Equal(t, goRuntime(hp.Processes[0].Env), goRuntimeOfUnit(m.Systemd.Services["nats"].Environment), "nats: Go runtime")
 			checked++
 			continue
 		}
@@ -144,6 +147,8 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 		}
 		assert.Equal(t, user, labUser, "%s: user", hp.Host.Name)
 
+		assert.Equal(t, goRuntime(proc.Env), goRuntimeOfUnit(svc.Environment), "%s: Go runtime", unit)
+
 		// restarted after a crash as the lab's supervisor restarts it
 		first, err := time.ParseDuration(fmt.Sprint(svc.ServiceConfig.RestartSec))
 		require.NoError(t, err, "%s: RestartSec", unit)
@@ -157,6 +162,28 @@ func TestLabRunsWhatTheUnitsRun(t *testing.T) {
 		checked++
 	}
 	assert.Equal(t, 7, checked, "broker, nats, plugins, provisioner, aaa, replicator and a server")
+}
+
+// goRuntime is the Go runtime part of an environment, NAME=value.
+func goRuntime(env []string) map[string]string {
+	out := map[string]string{}
+	for _, e := range env {
+		if k, v, ok := strings.Cut(e, "="); ok && strings.HasPrefix(k, "GO") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// goRuntimeOfUnit is the Go runtime part of a unit's environment.
+func goRuntimeOfUnit(env map[string]*string) map[string]string {
+	var list []string
+	for k, v := range env {
+		if v != nil {
+			list = append(list, k+"="+*v)
+		}
+	}
+	return goRuntime(list)
 }
 
 func roundTrip(t *testing.T, v any) map[string]any {
@@ -297,4 +324,59 @@ func TestClusterNATSMakesTheReplicatorsStream(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasSuffix(argv[0], "/bin/nats"), argv[0])
 	assert.Equal(t, lab.NATSTargetStreamArgs(cluster), argv[1:], "the lab profile and the namespace lab make the same stream")
+}
+
+// TestLabUnitsGetTheGoRuntime: a topology that tunes a role's Go runtime
+// (the built-in one leaves Go's defaults) gives the role's unit the same
+// environment the namespace lab gives its process.
+func TestLabUnitsGetTheGoRuntime(t *testing.T) {
+	tuned := map[string]map[string]string{
+		topology.RoleServer: {"GOGC": "200", "GOMEMLIMIT": "64MiB"},
+		topology.RoleBroker: {"GOMAXPROCS": "1"},
+	}
+	topo, err := topology.Default()
+	require.NoError(t, err)
+	topo, err = topo.WithServers(3)
+	require.NoError(t, err)
+	var nixRoles []string
+	for role, env := range tuned {
+		r := topo.Roles[role]
+		r.GoRuntime = env
+		topo.Roles[role] = r
+		b, err := json.Marshal(env)
+		require.NoError(t, err)
+		nixRoles = append(nixRoles, fmt.Sprintf("roles.%s.go_runtime = builtins.fromJSON %s;", role, strconv.Quote(string(b))))
+	}
+	plan := planOf(t, topo)
+
+	for host, unit := range map[string]string{"server3": "choria-server", "broker": "choria-broker"} {
+		out, err := evalScenario(t, `m: [ m.lab ({ options, lib, ... }: {
+			services.choria-lab = {
+				enable = true;
+				host = "`+host+`";
+				topology = lib.recursiveUpdate options.services.choria-lab.topology.default { `+strings.Join(nixRoles, " ")+` };
+			};
+		}) ]`)
+		require.NoError(t, err)
+		var cfg struct {
+			Systemd struct {
+				Services map[string]struct {
+					Environment map[string]*string `json:"environment"`
+				} `json:"services"`
+			} `json:"systemd"`
+		}
+		require.NoError(t, json.Unmarshal(out, &cfg))
+		svc, ok := cfg.Systemd.Services[unit]
+		require.True(t, ok, "%s has no %s", host, unit)
+		var hp lab.HostPlan
+		for _, h := range plan.Hosts {
+			if h.Host.Name == host {
+				hp = h
+			}
+		}
+		require.NotEmpty(t, hp.Processes, host)
+		proc := hp.Processes[0]
+		assert.Equal(t, tuned[hp.Host.Role], goRuntime(proc.Env), "%s: the lab's process", host)
+		assert.Equal(t, goRuntime(proc.Env), goRuntimeOfUnit(svc.Environment), "%s: the unit %s", host, unit)
+	}
 }

@@ -123,6 +123,23 @@ let
     plugins = [ ];
   };
 
+  # The unit of the role's service. It gets the role's Go runtime settings
+  # (the topology's roles.<role>.go_runtime), as the namespace lab's
+  # process and the role's image do; the client runs no service, and a
+  # null attribute name defines nothing.
+  serviceUnit =
+    {
+      broker = "choria-broker";
+      provisioner = "choria-provisioner";
+      aaa = "aaasvc";
+      replicator = "stream-replicator";
+      server = "choria-server";
+      nats = "nats";
+      plugins = "choria-plugins-webserver";
+      client = null;
+    }
+    .${role};
+
   needsCredentials = credentialOwners ? ${role} || role == "server";
   ports = topo.ports;
   timing = topology.timing cfg.timings;
@@ -344,6 +361,8 @@ in
     };
 
     # --- the role ------------------------------------------------------------
+    systemd.services.${serviceUnit}.environment = topo.roles.${role}.go_runtime or { };
+
     services.choria-broker = lib.mkIf (role == "broker") {
       enable = true;
       configFile = "${roleDirs.config_dir}/broker.conf";

@@ -18,6 +18,8 @@
 {
   nixpkgsLib,
   root,
+  # merged into the repository's topology (lib.recursiveUpdate)
+  topologyOverride ? { },
 }:
 
 let
@@ -41,7 +43,7 @@ let
       inherit programs;
     };
 
-  topology = lib.importJSON (root + "/topology/topology.json");
+  topology = lib.recursiveUpdate (lib.importJSON (root + "/topology/topology.json")) topologyOverride;
 
   choria-reference = standIn "choria-reference" { kind = "ours"; };
 
