@@ -289,6 +289,17 @@ var pingReplies = regexp.MustCompile(`(\d+) replies`)
 // where it can be: a ping that misses one server waits all of it.
 func pingTimeout(n int) int { return max(2, n/40) }
 
+// pingAttempt bounds one ping: its time-out and half again, at least 2 s,
+// for the client's start, connection and signing. The client has each request
+// signed by the AAA service over the broker, and a signing request sent
+// while aaasvc is still reconnecting after a broker restart is lost: the
+// client then waits the signer's 10 s time-out and fails ("expected 1
+// response received 0"). Cut short, the next ping is signed at once.
+func pingAttempt(n int) time.Duration {
+	t := pingTimeout(n)
+	return time.Duration(t+max(2, t/2)) * time.Second
+}
+
 // waitPing runs choria ping on the client until n servers answer one.
 func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error {
 	h, err := st.Host(topology.RoleClient)
@@ -300,7 +311,9 @@ func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error 
 	defer cancel()
 	last, most := "", 0
 	err = poll.Until(ctx, 200*time.Millisecond, func() (bool, error) {
-		cmd := netlab.EnterCommandContext(ctx, h.AnchorPID, []string{"choria", "ping", "--expect", strconv.Itoa(n), "--timeout", strconv.Itoa(pingTimeout(n))})
+		actx, acancel := context.WithTimeout(ctx, pingAttempt(n))
+		defer acancel()
+		cmd := netlab.EnterCommandContext(actx, h.AnchorPID, []string{"choria", "ping", "--expect", strconv.Itoa(n), "--timeout", strconv.Itoa(pingTimeout(n))})
 		cmd.Env = st.Env
 		out, _ := cmd.CombinedOutput()
 		if ctx.Err() != nil {
