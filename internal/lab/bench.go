@@ -133,7 +133,7 @@ func benchOne(ctx context.Context, o Options, n int, settle, idle time.Duration)
 	if err != nil {
 		return res, err
 	}
-	if err := waitPing(ctx, st, n, 2*time.Minute); err != nil {
+	if err := waitPing(ctx, st, n, pingLimit(n)); err != nil {
 		return res, err
 	}
 	res.Ping = time.Since(start).Seconds()
@@ -187,7 +187,7 @@ func brokerRecovery(ctx context.Context, r *Running, st *State, n int) (float64,
 	if err != nil {
 		return 0, fmt.Errorf("after kill -9 of the broker: %w", err)
 	}
-	if err := waitPing(ctx, st, n, 2*time.Minute); err != nil {
+	if err := waitPing(ctx, st, n, pingLimit(n)); err != nil {
 		return 0, fmt.Errorf("after kill -9 of the broker: %w", err)
 	}
 	return time.Since(killed).Seconds(), nil
@@ -300,6 +300,12 @@ func pingAttempt(n int) time.Duration {
 	return time.Duration(t+max(2, t/2)) * time.Second
 }
 
+// pingLimit is how long the bench waits for every server to answer one
+// ping: 2 min, or 0.5 s a server for hundreds of them, whose last servers
+// are still deploying their plugins when the lab is up (at 500, pings
+// got 96-494 replies taking up to 12.7 s in the first 2 min).
+func pingLimit(n int) time.Duration { return max(2*time.Minute, time.Duration(n)*500*time.Millisecond) }
+
 // waitPing runs choria ping on the client until n servers answer one.
 func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error {
 	h, err := st.Host(topology.RoleClient)
@@ -339,10 +345,18 @@ func waitPing(ctx context.Context, st *State, n int, limit time.Duration) error 
 func WriteBench(w io.Writer, results []BenchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "servers\tbroker ready s\tall provisioned s\tup s\tall answer ping s\tprovisioned/min\tCPU-s/server\tfleet CPU-s/server\tidle CPU/server (%)\tbroker kill to answering s\tbroker MiB\tprovisioner MiB\tserver PSS MiB\tsupervisor MiB\t")
-	mib := func(kib uint64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
+	// a figure a failed count did not reach is 0: shown as not measured
+	fig := func(format string, v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf(format, v)
+	}
+	mib := func(kib uint64) string { return fig("%.1f", float64(kib)/1024) }
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t\n", r.Servers,
-			r.Broker, r.Provisioned, r.Up, r.Ping, r.PerMinute, r.CPUPerServer, r.FleetCPUPerServer, 100*r.IdleCPUPerServer, r.BrokerRecovery,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Servers,
+			fig("%.1f", r.Broker), fig("%.1f", r.Provisioned), fig("%.1f", r.Up), fig("%.1f", r.Ping), fig("%.0f", r.PerMinute),
+			fig("%.2f", r.CPUPerServer), fig("%.2f", r.FleetCPUPerServer), fig("%.3f", 100*r.IdleCPUPerServer), fig("%.1f", r.BrokerRecovery),
 			mib(r.PeakRSS[topology.RoleBroker]), mib(r.PeakRSS[topology.RoleProvisioner]), mib(r.PSS[topology.RoleServer]), mib(r.PeakRSS["supervisor"]))
 	}
 	tw.Flush()

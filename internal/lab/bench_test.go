@@ -37,7 +37,8 @@ func TestBenchTable(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	require.Len(t, lines, 3)
 	assert.Contains(t, lines[0], "CPU-s/server  fleet CPU-s/server")
-	assert.Regexp(t, `^\s*50\s.*\s11\.3\s.*\s0\.60\s+1\.20\s+0\.100\s+2\.9\s+70\.0\s+0\.0\s+17\.0\s`, lines[1])
+	assert.Regexp(t, `^\s*50\s.*\s11\.3\s.*\s0\.60\s+1\.20\s+0\.100\s+2\.9\s+70\.0\s+-\s+17\.0\s`, lines[1], "the provisioner's peak RSS was not measured")
+	assert.Regexp(t, `^\s*50\s+-\s+6\.7\s+-\s+11\.3\s`, lines[1], "a figure not measured is -, not 0.0")
 }
 
 func TestBenchPlot(t *testing.T) {
