@@ -112,17 +112,6 @@ let
       done
     '';
 
-  servicesOf = {
-    broker = [ "choria-broker.service" ];
-    provisioner = [ "choria-provisioner.service" ];
-    aaa = [ "aaasvc.service" ];
-    replicator = [ "stream-replicator.service" ];
-    server = [ "choria-server.service" ];
-    client = [ ];
-    nats = [ ];
-    plugins = [ ];
-  };
-
   # The unit of the role's service. It gets the role's Go runtime settings
   # (the topology's roles.<role>.go_runtime), as the namespace lab's
   # process and the role's image do; the client runs no service, and a
@@ -141,6 +130,8 @@ let
     .${role};
 
   needsCredentials = credentialOwners ? ${role} || role == "server";
+  # The role's service starts once the host's credentials are in place.
+  credentialUnits = lib.optional (needsCredentials && serviceUnit != null) "${serviceUnit}.service";
   ports = topo.ports;
   timing = topology.timing cfg.timings;
 
@@ -340,8 +331,8 @@ in
     systemd.services.choria-lab-credentials = lib.mkIf (needsCredentials || cfg.bootstrap) {
       description = "Choria lab credentials";
       wantedBy = [ "multi-user.target" ];
-      requiredBy = servicesOf.${role};
-      before = servicesOf.${role};
+      requiredBy = credentialUnits;
+      before = credentialUnits;
       path = [ pkgs.coreutils ];
       serviceConfig = {
         Type = "oneshot";
