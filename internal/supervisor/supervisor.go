@@ -31,6 +31,10 @@ const (
 	// a process that ran this long is healthy again: its next death restarts at once
 	stableAfter = time.Minute
 	stopGrace   = 5 * time.Second
+	// how long Stop waits, after the processes ended, for what they wrote
+	// last to reach their logs (a descendant that outlived them may keep
+	// its log open for ever)
+	logDrain = time.Second
 )
 
 // Host is where programs run: a lab host, whose commands are nsenter
@@ -58,7 +62,9 @@ type Supervisor struct {
 	procs    []*Supervised
 	stopping bool
 	wg       sync.WaitGroup
-	changed  chan struct{}
+	// logs counts the copiers of the processes' output into their logs
+	logs    sync.WaitGroup
+	changed chan struct{}
 	// stopped is closed by Stop, ending back-off waits at once
 	stopped chan struct{}
 }
@@ -118,7 +124,7 @@ func (s *Supervisor) Start(host Host, p Program) (*Supervised, error) {
 
 func (s *Supervisor) launch(host Host, sp *Supervised) error {
 	p := sp.Program
-	out, err := journalStream(p.Log)
+	out, err := journalStream(p.Log, &s.logs)
 	if err != nil {
 		return fmt.Errorf("logging %s on %s: %w", p.Name, sp.Host, err)
 	}
@@ -338,6 +344,13 @@ func (s *Supervisor) Stop() {
 		}
 		<-done
 	}
+	// a stopped lab's logs end with the processes' last words
+	drained := make(chan struct{})
+	go func() { s.logs.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(logDrain):
+	}
 }
 
 // signal signals the process's group: each process leads its own (Setpgid).
@@ -354,7 +367,7 @@ func (sp *Supervised) signal(sig syscall.Signal) {
 // error, which it can write but not read. The other end is copied into
 // the process's log file until every writer has closed it. Programs that
 // open /dev/stdout fail on it as they fail under systemd.
-func journalStream(logPath string) (*os.File, error) {
+func journalStream(logPath string, copiers *sync.WaitGroup) (*os.File, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -371,7 +384,9 @@ func journalStream(logPath string) (*os.File, error) {
 		return nil, fmt.Errorf("making the output socket write-only: %w", err)
 	}
 	collector := os.NewFile(uintptr(fds[0]), "journal")
+	copiers.Add(1)
 	go func() {
+		defer copiers.Done()
 		defer logf.Close()
 		defer collector.Close()
 		_, _ = io.Copy(logf, collector)
