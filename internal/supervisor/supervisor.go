@@ -322,7 +322,9 @@ func (s *Supervisor) Snapshots() []Snapshot {
 
 // Stop sends SIGTERM to every process's group (what it started too), the
 // last started first (servers before the broker), gives them all one grace
-// period together, then kills the groups that are left.
+// period together, then kills the groups that are left; it returns once
+// they are gone and what they wrote is in their logs (at most logDrain
+// later).
 func (s *Supervisor) Stop() {
 	s.mu.Lock()
 	if !s.stopping {
@@ -334,8 +336,7 @@ func (s *Supervisor) Stop() {
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].signal(syscall.SIGTERM)
 	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	done := waited(&s.wg)
 	select {
 	case <-done:
 	case <-time.After(stopGrace):
@@ -345,12 +346,17 @@ func (s *Supervisor) Stop() {
 		<-done
 	}
 	// a stopped lab's logs end with the processes' last words
-	drained := make(chan struct{})
-	go func() { s.logs.Wait(); close(drained) }()
 	select {
-	case <-drained:
+	case <-waited(&s.logs):
 	case <-time.After(logDrain):
 	}
+}
+
+// waited is closed once wg's count is zero.
+func waited(wg *sync.WaitGroup) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
 }
 
 // signal signals the process's group: each process leads its own (Setpgid).
