@@ -198,6 +198,8 @@ func editDistance(a, b string) int {
 type unitSections struct {
 	ServiceConfig map[string]json.RawMessage `json:"serviceConfig"`
 	UnitConfig    map[string]json.RawMessage `json:"unitConfig"`
+	// Environment becomes the [Service] section's Environment= lines
+	Environment map[string]*string `json:"environment"`
 }
 
 // configUnits is the systemd part of what the evaluation reports of a

@@ -358,13 +358,7 @@ func TestLabUnitsGetTheGoRuntime(t *testing.T) {
 			};
 		}) ]`)
 		require.NoError(t, err)
-		var cfg struct {
-			Systemd struct {
-				Services map[string]struct {
-					Environment map[string]*string `json:"environment"`
-				} `json:"services"`
-			} `json:"systemd"`
-		}
+		var cfg configUnits
 		require.NoError(t, json.Unmarshal(out, &cfg))
 		svc, ok := cfg.Systemd.Services[unit]
 		require.True(t, ok, "%s has no %s", host, unit)
